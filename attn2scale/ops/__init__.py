@@ -1,0 +1,33 @@
+"""Fused score-map ops (``torch.ops.attn2scale.*``) and their pure-PyTorch twins.
+
+``interp``           Caffe Interp: align-corners bilinear resize with Caffe's
+                     size rules (:func:`caffe_interp_size`).
+``scale_merge``      resize S score maps to one size and merge them by
+                     average, max or a per-pixel softmax attention, with an
+                     optional per-class gate, in one pass.
+``upsample_argmax``  labels of a bilinearly resized score map without
+                     materialising it.
+
+When the compiled extension is missing, every function runs the reference
+implementation in :mod:`attn2scale.ops.reference` and warns once.
+"""
+
+from .api import (
+    caffe_interp_size,
+    cuda_kernels_available,
+    extension_available,
+    interp,
+    scale_merge,
+    upsample_argmax,
+)
+from . import reference
+
+__all__ = [
+    "caffe_interp_size",
+    "cuda_kernels_available",
+    "extension_available",
+    "interp",
+    "reference",
+    "scale_merge",
+    "upsample_argmax",
+]

@@ -1,0 +1,263 @@
+// scale_merge on the CPU. Forward: one pass over output rows that resizes
+// every scale in place (4 taps) and merges it; the S resized maps are never
+// stored. Backward: a gather per scale (each input element sums its
+// footprint, rows then columns) and one pass per output row for the
+// attention logits and the gate. No atomics: bitwise reproducible.
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include "../op_common.h"
+#include "../scale_merge_math.h"
+#include "cpu_common.h"
+
+namespace a2s {
+namespace {
+
+template <typename T>
+struct MergeTensors {
+  std::vector<const T*> P;  // per-scale score maps, contiguous
+  const T* logits_w = nullptr;  // forward: logits; backward: softmax weights
+  const T* gate = nullptr;
+};
+
+template <typename T, int MODE>
+void merge_forward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, T* out, T* wts,
+                          uint8_t* arg) {
+  using Acc = typename Num<T>::acc;
+  const int64_t HW = int64_t(g.H) * g.W;
+  const Acc avg_w = static_cast<Acc>(g.avg_weight);
+  if (MODE == kMergeAttention) {
+    at::parallel_for(0, g.N * HW, grain_for(g.S * 8), [&](int64_t b, int64_t e) {
+      Acc w[kMaxScales];
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t n = i / HW, px = i % HW;
+        softmax_scales<T, Acc>(in.logits_w + n * g.S * HW + px, HW, g.S, w);
+        for (int s = 0; s < g.S; ++s) wts[(n * g.S + s) * HW + px] = Num<T>::store(w[s]);
+      }
+    });
+  }
+  std::vector<std::vector<Tap<Acc>>> th(g.S), tw(g.S);
+  for (int s = 0; s < g.S; ++s) {
+    th[s] = make_taps<Acc>(g.h[s], g.H);
+    tw[s] = make_taps<Acc>(g.w[s], g.W);
+  }
+  at::parallel_for(0, g.N * g.C * g.H, grain_for(int64_t(g.W) * g.S), [&](int64_t b, int64_t e) {
+    std::vector<Acc> acc(g.W);
+    std::vector<int> am(g.W, 0);
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t nc = i / g.H, n = nc / g.C;
+      const int y = static_cast<int>(i % g.H);
+      for (int s = 0; s < g.S; ++s) {
+        const T* plane = in.P[s] + nc * g.h[s] * g.w[s];
+        const Tap<Acc>& t = th[s][y];
+        const T* r0 = plane + int64_t(t.i0) * g.w[s];
+        const T* r1 = plane + int64_t(t.i1) * g.w[s];
+        const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + int64_t(y) * g.W : nullptr;
+        const Tap<Acc>* twp = tw[s].data();
+        for (int x = 0; x < g.W; ++x) {
+          const Tap<Acc>& u = twp[x];
+          const Acc v = bilinear_combine<Acc>(Num<T>::load(r0[u.i0]), Num<T>::load(r0[u.i1]),
+                                              Num<T>::load(r1[u.i0]), Num<T>::load(r1[u.i1]), t.l1, u.l1);
+          const Acc ws = MODE == kMergeAttention ? Num<T>::load(wrow[x]) : Acc(0);
+          merge_step<Acc>(MODE, s, v, ws, acc[x], am[x]);
+        }
+      }
+      const int64_t row = i * g.W;
+      for (int x = 0; x < g.W; ++x) {
+        Acc r = merge_finish<Acc>(MODE, acc[x], avg_w);
+        if (in.gate) r = Num<T>::load(in.gate[row + x]) * r;
+        out[row + x] = Num<T>::store(r);
+      }
+      if (MODE == kMergeMax) {
+        for (int x = 0; x < g.W; ++x) arg[row + x] = static_cast<uint8_t>(am[x]);
+      }
+    }
+  });
+}
+
+template <typename T, int MODE>
+void merge_backward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, const T* grad,
+                           const uint8_t* arg, std::vector<T*>& gP, T* g_logits, T* g_gate) {
+  using Acc = typename Num<T>::acc;
+  const int64_t HW = int64_t(g.H) * g.W;
+  const Acc avg_w = static_cast<Acc>(g.avg_weight);
+  const T* wts = in.logits_w;
+  // Gradient of every score map at its own resolution.
+  for (int s = 0; s < g.S; ++s) {
+    const auto fh = make_footprints<Acc>(g.h[s], g.H);
+    const auto fw = make_footprints<Acc>(g.w[s], g.W);
+    at::parallel_for(0, g.N * g.C * g.h[s], grain_for(int64_t(g.W) * 4), [&](int64_t b, int64_t e) {
+      std::vector<Acc> col(g.W);
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t nc = i / g.h[s], n = nc / g.C;
+        const int j = static_cast<int>(i % g.h[s]);
+        std::fill(col.begin(), col.end(), Acc(0));
+        for (int k = 0, cnt = fh.count(j); k < cnt; ++k) {
+          const Acc wgt = fh.w[fh.at[j] + k];
+          const int64_t orow = (nc * g.H + fh.lo[j] + k) * g.W;
+          const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + (fh.lo[j] + k) * int64_t(g.W) : nullptr;
+          for (int x = 0; x < g.W; ++x) {
+            Acc ghat = Num<T>::load(grad[orow + x]);
+            if (in.gate) ghat = ghat * Num<T>::load(in.gate[orow + x]);
+            const Acc ws = MODE == kMergeAttention ? Num<T>::load(wrow[x]) : Acc(0);
+            const int a = MODE == kMergeMax ? int(arg[orow + x]) : 0;
+            col[x] += wgt * merge_grad_share<Acc>(MODE, s, ghat, ws, a, avg_w);
+          }
+        }
+        T* out = gP[s] + i * g.w[s];
+        for (int c = 0; c < g.w[s]; ++c) {
+          Acc acc = Acc(0);
+          for (int k = 0, cnt = fw.count(c); k < cnt; ++k) acc += fw.w[fw.at[c] + k] * col[fw.lo[c] + k];
+          out[c] = Num<T>::store(acc);
+        }
+      }
+    });
+  }
+  if (MODE != kMergeAttention && !in.gate) return;
+  // Attention logits and gate: one pass per output row, classes outer.
+  std::vector<std::vector<Tap<Acc>>> th(g.S), tw(g.S);
+  for (int s = 0; s < g.S; ++s) {
+    th[s] = make_taps<Acc>(g.h[s], g.H);
+    tw[s] = make_taps<Acc>(g.w[s], g.W);
+  }
+  at::parallel_for(0, g.N * g.H, grain_for(int64_t(g.W) * g.S * g.C), [&](int64_t b, int64_t e) {
+    std::vector<Acc> v(size_t(g.S) * g.W), a(size_t(g.S) * g.W), m(g.W);
+    std::vector<int> am(g.W, 0);
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t n = i / g.H;
+      const int y = static_cast<int>(i % g.H);
+      std::fill(a.begin(), a.end(), Acc(0));
+      for (int64_t c = 0; c < g.C; ++c) {
+        const int64_t nc = n * g.C + c;
+        const int64_t orow = (nc * g.H + y) * g.W;
+        for (int s = 0; s < g.S; ++s) {
+          const T* plane = in.P[s] + nc * g.h[s] * g.w[s];
+          const Tap<Acc>& t = th[s][y];
+          const T* r0 = plane + int64_t(t.i0) * g.w[s];
+          const T* r1 = plane + int64_t(t.i1) * g.w[s];
+          const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + int64_t(y) * g.W : nullptr;
+          Acc* vs = v.data() + size_t(s) * g.W;
+          for (int x = 0; x < g.W; ++x) {
+            const Tap<Acc>& u = tw[s][x];
+            vs[x] = bilinear_combine<Acc>(Num<T>::load(r0[u.i0]), Num<T>::load(r0[u.i1]),
+                                          Num<T>::load(r1[u.i0]), Num<T>::load(r1[u.i1]), t.l1, u.l1);
+            const Acc ws = MODE == kMergeAttention ? Num<T>::load(wrow[x]) : Acc(0);
+            merge_step<Acc>(MODE, s, vs[x], ws, m[x], am[x]);
+          }
+        }
+        for (int x = 0; x < g.W; ++x) {
+          const Acc go = Num<T>::load(grad[orow + x]);
+          Acc ghat = go;
+          if (in.gate) {
+            g_gate[orow + x] = Num<T>::store(go * merge_finish<Acc>(MODE, m[x], avg_w));
+            ghat = go * Num<T>::load(in.gate[orow + x]);
+          }
+          if (MODE == kMergeAttention) {
+            for (int s = 0; s < g.S; ++s) a[size_t(s) * g.W + x] += ghat * v[size_t(s) * g.W + x];
+          }
+        }
+      }
+      if (MODE == kMergeAttention) {
+        for (int x = 0; x < g.W; ++x) {
+          Acc ws[kMaxScales], as[kMaxScales];
+          for (int s = 0; s < g.S; ++s) {
+            ws[s] = Num<T>::load(wts[(n * g.S + s) * HW + int64_t(y) * g.W + x]);
+            as[s] = a[size_t(s) * g.W + x];
+          }
+          const Acc dot = softmax_dot<Acc>(ws, as, g.S);
+          for (int s = 0; s < g.S; ++s) {
+            g_logits[(n * g.S + s) * HW + int64_t(y) * g.W + x] = Num<T>::store(ws[s] * (as[s] - dot));
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename F>
+void dispatch_mode(int mode, F&& f) {
+  switch (mode) {
+    case kMergeAvg: f(std::integral_constant<int, kMergeAvg>()); break;
+    case kMergeMax: f(std::integral_constant<int, kMergeMax>()); break;
+    default: f(std::integral_constant<int, kMergeAttention>()); break;
+  }
+}
+
+std::vector<at::Tensor> contiguous_all(at::TensorList ts) {
+  std::vector<at::Tensor> out;
+  for (const auto& t : ts) out.push_back(t.contiguous());
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> scale_merge_cpu(at::TensorList scores_, at::IntArrayRef size,
+                                                   c10::string_view mode_, const c10::optional<at::Tensor>& logits_,
+                                                   const c10::optional<at::Tensor>& gate_,
+                                                   c10::optional<double> avg_weight) {
+  const std::string mode(mode_);
+  const MergeGeometry g = check_scale_merge(scores_, size, mode, logits_, gate_, avg_weight);
+  const auto scores = contiguous_all(scores_);
+  auto outs = alloc_merge_outputs(g, scores[0]);
+  if (outs.first.numel() == 0) return {outs.first, outs.second};
+  const at::Tensor logits = logits_.has_value() ? logits_->contiguous() : at::Tensor();
+  const at::Tensor gate = gate_.has_value() ? gate_->contiguous() : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores[0].scalar_type(), "scale_merge_cpu", [&] {
+    MergeTensors<scalar_t> in;
+    for (const auto& t : scores) in.P.push_back(t.data_ptr<scalar_t>());
+    if (logits.defined()) in.logits_w = logits.data_ptr<scalar_t>();
+    if (gate.defined()) in.gate = gate.data_ptr<scalar_t>();
+    dispatch_mode(g.mode, [&](auto mode_c) {
+      constexpr int MODE = decltype(mode_c)::value;
+      merge_forward_kernel<scalar_t, MODE>(
+          g, in, outs.first.data_ptr<scalar_t>(),
+          MODE == kMergeAttention ? outs.second.data_ptr<scalar_t>() : nullptr,
+          MODE == kMergeMax ? outs.second.data_ptr<uint8_t>() : nullptr);
+    });
+  });
+  return {outs.first, outs.second};
+}
+
+std::tuple<std::vector<at::Tensor>, at::Tensor, at::Tensor> scale_merge_backward_cpu(
+    const at::Tensor& grad_, at::TensorList scores_, c10::string_view mode_, const at::Tensor& aux_,
+    const c10::optional<at::Tensor>& gate_, c10::optional<double> avg_weight) {
+  const std::string mode(mode_);
+  const MergeGeometry g = check_scale_merge_backward(grad_, scores_, mode, aux_, gate_, avg_weight);
+  const auto scores = contiguous_all(scores_);
+  const at::Tensor grad = grad_.contiguous();
+  const at::Tensor aux = aux_.contiguous();
+  const at::Tensor gate = gate_.has_value() ? gate_->contiguous() : at::Tensor();
+  std::vector<at::Tensor> gP;
+  for (const auto& t : scores) gP.push_back(at::empty_like(t));
+  at::Tensor g_logits = g.mode == kMergeAttention ? at::empty({g.N, g.S, g.H, g.W}, grad.options())
+                                                  : at::empty({0}, grad.options());
+  at::Tensor g_gate = gate.defined() ? at::empty_like(gate) : at::empty({0}, grad.options());
+  if (g.N == 0 || g.C == 0) {
+    for (auto& t : gP) t.zero_();
+    g_logits.zero_();
+    return {gP, g_logits, g_gate};
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "scale_merge_backward_cpu", [&] {
+    MergeTensors<scalar_t> in;
+    for (const auto& t : scores) in.P.push_back(t.data_ptr<scalar_t>());
+    if (g.mode == kMergeAttention) in.logits_w = aux.data_ptr<scalar_t>();
+    if (gate.defined()) in.gate = gate.data_ptr<scalar_t>();
+    std::vector<scalar_t*> gp;
+    for (auto& t : gP) gp.push_back(t.data_ptr<scalar_t>());
+    dispatch_mode(g.mode, [&](auto mode_c) {
+      constexpr int MODE = decltype(mode_c)::value;
+      merge_backward_kernel<scalar_t, MODE>(
+          g, in, grad.data_ptr<scalar_t>(), MODE == kMergeMax ? aux.data_ptr<uint8_t>() : nullptr, gp,
+          MODE == kMergeAttention ? g_logits.data_ptr<scalar_t>() : nullptr,
+          gate.defined() ? g_gate.data_ptr<scalar_t>() : nullptr);
+    });
+  });
+  return {gP, g_logits, g_gate};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(attn2scale, CPU, m) {
+  m.impl("scale_merge", &scale_merge_cpu);
+  m.impl("scale_merge_backward", &scale_merge_backward_cpu);
+}
+
+}  // namespace a2s

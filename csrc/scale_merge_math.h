@@ -1,0 +1,81 @@
+// Per-element math of scale_merge (the fused Interp + Softmax + Slice +
+// SpatialProduct + Eltwise chain of the attention-to-scale nets), shared by
+// every device. Operation order follows Caffe's layers so float32 results
+// track Caffe's: Eltwise SUM adds scales in order, Power scales the sum,
+// Softmax divides exp(l - max) by the sum, Eltwise MAX keeps the first max.
+#pragma once
+
+#include <math.h>
+
+#include "macros.h"
+
+namespace a2s {
+
+enum MergeMode : int { kMergeAvg = 0, kMergeMax = 1, kMergeAttention = 2 };
+
+A2S_INLINE float exp_acc(float v) { return expf(v); }
+A2S_INLINE double exp_acc(double v) { return exp(v); }
+
+// Per-pixel softmax over the S scale logits found at logits[s * stride].
+template <typename T, typename Acc>
+A2S_INLINE void softmax_scales(const T* logits, int64_t stride, int S, Acc* w) {
+  Acc m = Num<T>::load(logits[0]);
+  for (int s = 1; s < S; ++s) {
+    const Acc v = Num<T>::load(logits[s * stride]);
+    m = v > m ? v : m;
+  }
+  Acc sum = Acc(0);
+  for (int s = 0; s < S; ++s) {
+    w[s] = exp_acc(Num<T>::load(logits[s * stride]) - m);
+    sum += w[s];
+  }
+  for (int s = 0; s < S; ++s) w[s] = w[s] / sum;
+}
+
+// Fold scale s (resized value v, attention weight ws) into the running merge.
+// For max, ties keep the lowest scale index (the first maximal input).
+template <typename Acc>
+A2S_INLINE void merge_step(int mode, int s, Acc v, Acc ws, Acc& acc, int& arg) {
+  if (mode == kMergeMax) {
+    if (s == 0 || v > acc) {
+      acc = v;
+      arg = s;
+    }
+  } else if (mode == kMergeAttention) {
+    acc = (s == 0) ? ws * v : acc + ws * v;
+  } else {
+    acc = (s == 0) ? v : acc + v;
+  }
+}
+
+template <typename Acc>
+A2S_INLINE Acc merge_finish(int mode, Acc acc, Acc avg_weight) {
+  return mode == kMergeAvg ? acc * avg_weight : acc;
+}
+
+// Share of the upstream gradient ghat (= grad_out * gate) that flows back to
+// scale s at one output element.
+template <typename Acc>
+A2S_INLINE Acc merge_grad_share(int mode, int s, Acc ghat, Acc ws, int arg, Acc avg_weight) {
+  if (mode == kMergeAttention) return ghat * ws;
+  if (mode == kMergeMax) return arg == s ? ghat : Acc(0);
+  return ghat * avg_weight;
+}
+
+// Softmax backward at one pixel: g_s = w_s * (a_s - sum_t w_t a_t), where a_s
+// is the gradient reaching weight s (sum over classes of ghat * R_s(P_s)).
+template <typename Acc>
+A2S_INLINE Acc softmax_dot(const Acc* w, const Acc* a, int S) {
+  Acc dot = Acc(0);
+  for (int s = 0; s < S; ++s) dot += w[s] * a[s];
+  return dot;
+}
+
+// Argmax rule of torch.argmax: larger wins, ties keep the earlier class,
+// NaN counts as the largest value.
+template <typename Acc>
+A2S_INLINE bool argmax_better(Acc v, Acc best) {
+  return v > best || (v != v && best == best);
+}
+
+}  // namespace a2s
