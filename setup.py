@@ -12,8 +12,13 @@ import sys
 
 from setuptools import find_packages, setup
 
-import torch
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+# torch.utils.cpp_extension reads CUDA_HOME when imported; prefer the
+# standard toolkit location over guessing from PATH.
+if "CUDA_HOME" not in os.environ and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -53,7 +58,7 @@ def _nvidia_pip_includes():
 
 
 def _extensions():
-    sources = ["csrc/ops.cpp", "csrc/op_common.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    sources = ["csrc/python_module.cpp", "csrc/ops.cpp", "csrc/op_common.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cxx = ["-O3", "-fopenmp"]
     link = ["-fopenmp"]
     use_cuda, why = _want_cuda()
@@ -64,10 +69,11 @@ def _extensions():
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
     _log(f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
     sources += sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))
-    include_dirs = []
     if not os.path.exists(os.path.join(CUDA_HOME, "include", "cusparse.h")):
-        include_dirs = _nvidia_pip_includes()
-        _log(f"toolkit lacks cusparse.h; using pip CUDA headers: {include_dirs}")
+        # After the toolkit's own headers (-idirafter), so they only fill gaps.
+        extra = _nvidia_pip_includes()
+        cxx += [f for d in extra for f in ("-idirafter", d)]
+        _log(f"toolkit lacks cusparse.h; pip CUDA headers searched after it: {extra}")
     # --fmad=false keeps a*b+c unfused so the CUDA kernels round exactly as
     # the CPU kernels (and Caffe's CPU build) do; the kernels are memory bound.
     nvcc = ["-O3", "--fmad=false", "-lineinfo"]
@@ -75,7 +81,6 @@ def _extensions():
         CUDAExtension(
             "attn2scale._C",
             sources,
-            include_dirs=include_dirs,
             define_macros=[("A2S_WITH_CUDA", "1")],
             extra_compile_args={"cxx": cxx, "nvcc": nvcc},
             extra_link_args=link,

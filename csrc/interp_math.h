@@ -52,6 +52,20 @@ A2S_INLINE Acc bilinear_at(const T* plane, int64_t ld, const Tap<Acc>& th, const
                                Num<T>::load(r1[tw.i0]), Num<T>::load(r1[tw.i1]), th.l1, tw.l1);
 }
 
+// Caffe's Interp copies when input and output sizes agree on both axes. The
+// 4-tap formula gives the same finite values (weights 1 and 0), but would turn
+// an inf neighbour into NaN (0 * inf), so identity resizes take this path.
+A2S_INLINE bool interp_identity(int in_h, int in_w, int out_h, int out_w) {
+  return in_h == out_h && in_w == out_w;
+}
+
+// Value at output (y, x): a copy for identity resizes, else 4 taps.
+template <typename T, typename Acc>
+A2S_INLINE Acc sample_at(const T* plane, int64_t ld, bool identity, int y, int x, const Tap<Acc>& th,
+                         const Tap<Acc>& tw) {
+  return identity ? Num<T>::load(plane[int64_t(y) * ld + x]) : bilinear_at<T, Acc>(plane, ld, th, tw);
+}
+
 // Smallest o in [0, out] with (int)(r*o) >= target. (int)(r*o) is monotone
 // in o, so a binary search over the very expression of interp_tap finds the
 // footprint exactly, with no division and no special case for r == 0.

@@ -12,10 +12,11 @@ std::string shape_str(const at::Tensor& t) {
 
 void check_float_tensor(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name,
+  const auto st = t.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16, op, ": ", name,
               " must be a floating tensor (float32, float64, float16 or bfloat16), got ",
               shape_str(t));
-  TORCH_CHECK(t.dim() == 4, op, ": ", name, " must be 4-D (N, C, H, W), got ", shape_str(t));
+  TORCH_CHECK(t.dim() == 4, op, ": ", name, " must be 4-D, got ", shape_str(t));
 }
 
 std::pair<int, int> check_size(at::IntArrayRef size, const char* op) {

@@ -1,7 +1,8 @@
 // The op schemas, in one place. Device kernels register in cpu/ and cuda/;
 // fake (meta) kernels and autograd are registered from Python
-// (attn2scale/ops/_registration.py) through torch.library.
-#include <Python.h>
+// (attn2scale/ops/_registration.py) through torch.library. No Python here:
+// the same file builds the Python extension (with python_module.cpp) and the
+// plain C++ library and benchmark (CMakeLists.txt).
 #include <torch/library.h>
 
 TORCH_LIBRARY(attn2scale, m) {
@@ -14,12 +15,4 @@ TORCH_LIBRARY(attn2scale, m) {
       "scale_merge_backward(Tensor grad, Tensor[] scores, str mode, Tensor aux, "
       "Tensor? gate=None, float? avg_weight=None) -> (Tensor[], Tensor, Tensor)");
   m.def("upsample_argmax(Tensor scores, SymInt[2] size, bool with_score=False) -> (Tensor, Tensor)");
-}
-
-// A Python module so `import attn2scale._C` loads the library and runs the
-// registrations above; it exposes nothing else.
-extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr,
-                                   nullptr, nullptr, nullptr, nullptr};
-  return PyModule_Create(&def);
 }

@@ -22,7 +22,12 @@ if _C is not None:
     from . import _registration  # noqa: F401
 
 _warned = False
-_device_support = {}
+# Which devices have compiled kernels, decided once at import: the dispatcher
+# query is not traceable by torch.compile.
+_device_support = {
+    key: _C is not None and torch._C._dispatch_has_kernel_for_dispatch_key("attn2scale::interp", key)
+    for key in ("CPU", "CUDA")
+}
 
 
 def extension_available() -> bool:
@@ -36,11 +41,7 @@ def cuda_kernels_available() -> bool:
 
 
 def _has_kernel(key: str) -> bool:
-    if _C is None:
-        return False
-    if key not in _device_support:
-        _device_support[key] = torch._C._dispatch_has_kernel_for_dispatch_key("attn2scale::interp", key)
-    return _device_support[key]
+    return _device_support.get(key, False)
 
 
 def _use_fused(t: torch.Tensor) -> bool:

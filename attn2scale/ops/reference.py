@@ -3,7 +3,8 @@
 Each function computes what the kernel computes, element by element in the
 same order (taps from a float32 ratio for float/half/bfloat16 and float64 for
 float64, Caffe's expression order), so float64 results agree to rounding and
-float32 results usually bit for bit. Gradients come from PyTorch's autograd.
+float32 results bit for bit, except that torch.exp and C's expf may differ
+in the last bit, so attention weights agree to about 1 ulp. Gradients come from PyTorch's autograd.
 They materialise every intermediate map and exist to be compared against and
 to fall back on, not to be fast.
 """
@@ -37,6 +38,11 @@ def taps(n_in: int, n_out: int, dtype: torch.dtype, device=None):
 
 def interp(x: torch.Tensor, size: Sequence[int], pad_beg: int = 0, pad_end: int = 0) -> torch.Tensor:
     """Caffe Interp of an N x C x H x W tensor to ``size``, cropping by non-positive pads."""
+    return _interp_acc(x, size, pad_beg, pad_end).to(x.dtype)
+
+
+def _interp_acc(x: torch.Tensor, size: Sequence[int], pad_beg: int = 0, pad_end: int = 0) -> torch.Tensor:
+    """interp, returned in the accumulation dtype (the kernels merge before rounding)."""
     out_h, out_w = int(size[0]), int(size[1])
     if pad_beg > 0 or pad_end > 0:
         raise ValueError(f"interp: pad_beg ({pad_beg}) and pad_end ({pad_end}) must be <= 0")
@@ -44,13 +50,14 @@ def interp(x: torch.Tensor, size: Sequence[int], pad_beg: int = 0, pad_end: int 
     h_eff = x.shape[-2] + pad_beg + pad_end
     w_eff = x.shape[-1] + pad_beg + pad_end
     xa = x[..., off : off + h_eff, off : off + w_eff].to(acc_dtype(x.dtype))
+    if (h_eff, w_eff) == (out_h, out_w):  # Caffe copies; taps would turn inf into NaN
+        return xa.clone()
     h0, h1, lh1 = taps(h_eff, out_h, x.dtype, x.device)
     w0, w1, lw1 = taps(w_eff, out_w, x.dtype, x.device)
     lh1 = lh1[:, None]
     lh0, lw0 = 1 - lh1, 1 - lw1
     r0, r1 = xa[..., h0, :], xa[..., h1, :]
-    out = lh0 * (lw0 * r0[..., w0] + lw1 * r0[..., w1]) + lh1 * (lw0 * r1[..., w0] + lw1 * r1[..., w1])
-    return out.to(x.dtype)
+    return lh0 * (lw0 * r0[..., w0] + lw1 * r0[..., w1]) + lh1 * (lw0 * r1[..., w0] + lw1 * r1[..., w1])
 
 
 def softmax_scales(logits: torch.Tensor) -> torch.Tensor:
@@ -73,7 +80,7 @@ def scale_merge(
         raise ValueError(f"scale_merge: mode must be one of {MODES}, got {mode!r}")
     dtype = scores[0].dtype
     acc = acc_dtype(dtype)
-    resized = [interp(p, size).to(acc) for p in scores]
+    resized = [_interp_acc(p, size) for p in scores]
     if mode == "attention":
         if logits is None:
             raise ValueError("scale_merge: mode='attention' needs logits (N, S, H, W)")
@@ -104,7 +111,7 @@ def scale_merge(
 
 def upsample_argmax(scores: torch.Tensor, size: Sequence[int], with_score: bool = False):
     """Reference of ``torch.ops.attn2scale.upsample_argmax``: materialises the resized map."""
-    up = interp(scores.to(acc_dtype(scores.dtype)), size)
+    up = _interp_acc(scores, size)
     labels = up.argmax(dim=1)
     score = up.gather(1, labels[:, None])[:, 0].to(scores.dtype) if with_score else scores.new_empty((0,))
     return labels, score

@@ -16,6 +16,7 @@ void interp_forward_kernel(const T* x, T* y, const InterpGeometry& g) {
   const auto th = make_taps<Acc>(g.He, g.Ho);
   const auto tw = make_taps<Acc>(g.We, g.Wo);
   const int64_t in_plane = int64_t(g.H) * g.W, out_plane = int64_t(g.Ho) * g.Wo;
+  const bool identity = interp_identity(g.He, g.We, g.Ho, g.Wo);
   at::parallel_for(0, g.planes * g.Ho, grain_for(g.Wo), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const int64_t p = i / g.Ho;
@@ -25,6 +26,10 @@ void interp_forward_kernel(const T* x, T* y, const InterpGeometry& g) {
       const T* r1 = plane + int64_t(th[oy].i1) * g.W;
       const Acc lh1 = th[oy].l1;
       T* out = y + p * out_plane + int64_t(oy) * g.Wo;
+      if (identity) {
+        std::copy(r0, r0 + g.Wo, out);
+        continue;
+      }
       for (int ox = 0; ox < g.Wo; ++ox) {
         const Tap<Acc>& t = tw[ox];
         out[ox] = Num<T>::store(bilinear_combine<Acc>(Num<T>::load(r0[t.i0]), Num<T>::load(r0[t.i1]),
@@ -41,6 +46,7 @@ void interp_backward_kernel(const T* gy, T* gx, const InterpGeometry& g) {
   const auto fh = make_footprints<Acc>(g.He, g.Ho);
   const auto fw = make_footprints<Acc>(g.We, g.Wo);
   const int64_t in_plane = int64_t(g.H) * g.W, out_plane = int64_t(g.Ho) * g.Wo;
+  const bool identity = interp_identity(g.He, g.We, g.Ho, g.Wo);
   at::parallel_for(0, g.planes * g.H, grain_for(g.Wo * 2), [&](int64_t b, int64_t e) {
     std::vector<Acc> col(g.Wo);
     for (int64_t i = b; i < e; ++i) {
@@ -51,9 +57,16 @@ void interp_backward_kernel(const T* gy, T* gx, const InterpGeometry& g) {
         for (int c = 0; c < g.W; ++c) out[c] = Num<T>::store(Acc(0));
         continue;
       }
+      const T* gplane = gy + p * out_plane;
+      if (identity) {  // the adjoint of a copy is a copy
+        for (int c = 0; c < g.W; ++c) {
+          const int jc = c - g.off;
+          out[c] = (jc >= 0 && jc < g.We) ? gplane[int64_t(j) * g.Wo + jc] : Num<T>::store(Acc(0));
+        }
+        continue;
+      }
       // Rows first: col[ox] = sum over the output rows reading input row j.
       std::fill(col.begin(), col.end(), Acc(0));
-      const T* gplane = gy + p * out_plane;
       for (int k = 0, n = fh.count(j); k < n; ++k) {
         const Acc wgt = fh.w[fh.at[j] + k];
         const T* grow = gplane + int64_t(fh.lo[j] + k) * g.Wo;

@@ -54,10 +54,12 @@ void merge_forward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, T* 
         const T* r1 = plane + int64_t(t.i1) * g.w[s];
         const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + int64_t(y) * g.W : nullptr;
         const Tap<Acc>* twp = tw[s].data();
+        const bool identity = interp_identity(g.h[s], g.w[s], g.H, g.W);
         for (int x = 0; x < g.W; ++x) {
           const Tap<Acc>& u = twp[x];
-          const Acc v = bilinear_combine<Acc>(Num<T>::load(r0[u.i0]), Num<T>::load(r0[u.i1]),
-                                              Num<T>::load(r1[u.i0]), Num<T>::load(r1[u.i1]), t.l1, u.l1);
+          const Acc v = identity ? Num<T>::load(r0[x])
+                                 : bilinear_combine<Acc>(Num<T>::load(r0[u.i0]), Num<T>::load(r0[u.i1]),
+                                                         Num<T>::load(r1[u.i0]), Num<T>::load(r1[u.i1]), t.l1, u.l1);
           const Acc ws = MODE == kMergeAttention ? Num<T>::load(wrow[x]) : Acc(0);
           merge_step<Acc>(MODE, s, v, ws, acc[x], am[x]);
         }
@@ -86,25 +88,34 @@ void merge_backward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, co
   for (int s = 0; s < g.S; ++s) {
     const auto fh = make_footprints<Acc>(g.h[s], g.H);
     const auto fw = make_footprints<Acc>(g.w[s], g.W);
+    const bool identity = interp_identity(g.h[s], g.w[s], g.H, g.W);
     at::parallel_for(0, g.N * g.C * g.h[s], grain_for(int64_t(g.W) * 4), [&](int64_t b, int64_t e) {
       std::vector<Acc> col(g.W);
       for (int64_t i = b; i < e; ++i) {
         const int64_t nc = i / g.h[s], n = nc / g.C;
         const int j = static_cast<int>(i % g.h[s]);
-        std::fill(col.begin(), col.end(), Acc(0));
-        for (int k = 0, cnt = fh.count(j); k < cnt; ++k) {
-          const Acc wgt = fh.w[fh.at[j] + k];
-          const int64_t orow = (nc * g.H + fh.lo[j] + k) * g.W;
-          const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + (fh.lo[j] + k) * int64_t(g.W) : nullptr;
+        // Share of the upstream gradient reaching scale s along output row y.
+        auto shares = [&](int y, auto&& use) {
+          const int64_t orow = (nc * g.H + y) * g.W;
+          const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + int64_t(y) * g.W : nullptr;
           for (int x = 0; x < g.W; ++x) {
             Acc ghat = Num<T>::load(grad[orow + x]);
             if (in.gate) ghat = ghat * Num<T>::load(in.gate[orow + x]);
             const Acc ws = MODE == kMergeAttention ? Num<T>::load(wrow[x]) : Acc(0);
             const int a = MODE == kMergeMax ? int(arg[orow + x]) : 0;
-            col[x] += wgt * merge_grad_share<Acc>(MODE, s, ghat, ws, a, avg_w);
+            use(x, merge_grad_share<Acc>(MODE, s, ghat, ws, a, avg_w));
           }
-        }
+        };
         T* out = gP[s] + i * g.w[s];
+        if (identity) {  // the adjoint of a copy is a copy
+          shares(j, [&](int x, Acc v) { out[x] = Num<T>::store(v); });
+          continue;
+        }
+        std::fill(col.begin(), col.end(), Acc(0));
+        for (int k = 0, cnt = fh.count(j); k < cnt; ++k) {
+          const Acc wgt = fh.w[fh.at[j] + k];
+          shares(fh.lo[j] + k, [&](int x, Acc v) { col[x] += wgt * v; });
+        }
         for (int c = 0; c < g.w[s]; ++c) {
           Acc acc = Acc(0);
           for (int k = 0, cnt = fw.count(c); k < cnt; ++k) acc += fw.w[fw.at[c] + k] * col[fw.lo[c] + k];
@@ -137,10 +148,12 @@ void merge_backward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, co
           const T* r1 = plane + int64_t(t.i1) * g.w[s];
           const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + int64_t(y) * g.W : nullptr;
           Acc* vs = v.data() + size_t(s) * g.W;
+          const bool identity = interp_identity(g.h[s], g.w[s], g.H, g.W);
           for (int x = 0; x < g.W; ++x) {
             const Tap<Acc>& u = tw[s][x];
-            vs[x] = bilinear_combine<Acc>(Num<T>::load(r0[u.i0]), Num<T>::load(r0[u.i1]),
-                                          Num<T>::load(r1[u.i0]), Num<T>::load(r1[u.i1]), t.l1, u.l1);
+            vs[x] = identity ? Num<T>::load(r0[x])
+                             : bilinear_combine<Acc>(Num<T>::load(r0[u.i0]), Num<T>::load(r0[u.i1]),
+                                                     Num<T>::load(r1[u.i0]), Num<T>::load(r1[u.i1]), t.l1, u.l1);
             const Acc ws = MODE == kMergeAttention ? Num<T>::load(wrow[x]) : Acc(0);
             merge_step<Acc>(MODE, s, vs[x], ws, m[x], am[x]);
           }
@@ -197,7 +210,8 @@ std::tuple<at::Tensor, at::Tensor> scale_merge_cpu(at::TensorList scores_, at::I
   const MergeGeometry g = check_scale_merge(scores_, size, mode, logits_, gate_, avg_weight);
   const auto scores = contiguous_all(scores_);
   auto outs = alloc_merge_outputs(g, scores[0]);
-  if (outs.first.numel() == 0) return {outs.first, outs.second};
+  // With C == 0 the attention weights (aux) are still defined.
+  if (outs.first.numel() == 0 && outs.second.numel() == 0) return {outs.first, outs.second};
   const at::Tensor logits = logits_.has_value() ? logits_->contiguous() : at::Tensor();
   const at::Tensor gate = gate_.has_value() ? gate_->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores[0].scalar_type(), "scale_merge_cpu", [&] {

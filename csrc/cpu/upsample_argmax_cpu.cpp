@@ -18,6 +18,7 @@ void upsample_argmax_kernel(const T* x, int64_t N, int64_t C, int h, int w, int 
   using Acc = typename Num<T>::acc;
   const auto th = make_taps<Acc>(h, H);
   const auto tw = make_taps<Acc>(w, W);
+  const bool identity = interp_identity(h, w, H, W);
   std::vector<Acc> rows(size_t(C) * h * W);  // per image: rows resized along x
   for (int64_t n = 0; n < N; ++n) {
     const T* img = x + n * C * h * w;
@@ -28,7 +29,7 @@ void upsample_argmax_kernel(const T* x, int64_t N, int64_t C, int h, int w, int 
         for (int ox = 0; ox < W; ++ox) {
           const Tap<Acc>& u = tw[ox];
           const Acc lw1 = u.l1, lw0 = Acc(1) - lw1;
-          dst[ox] = lw0 * Num<T>::load(src[u.i0]) + lw1 * Num<T>::load(src[u.i1]);
+          dst[ox] = identity ? Num<T>::load(src[ox]) : lw0 * Num<T>::load(src[u.i0]) + lw1 * Num<T>::load(src[u.i1]);
         }
       }
     });
@@ -43,13 +44,13 @@ void upsample_argmax_kernel(const T* x, int64_t N, int64_t C, int h, int w, int 
           const Acc* r1 = rows.data() + (c * h + t.i1) * W;
           if (c == 0) {
             for (int ox = 0; ox < W; ++ox) {
-              best[ox] = lh0 * r0[ox] + lh1 * r1[ox];
+              best[ox] = identity ? r0[ox] : lh0 * r0[ox] + lh1 * r1[ox];
               arg[ox] = 0;
             }
             continue;
           }
           for (int ox = 0; ox < W; ++ox) {
-            const Acc v = lh0 * r0[ox] + lh1 * r1[ox];
+            const Acc v = identity ? r0[ox] : lh0 * r0[ox] + lh1 * r1[ox];
             if (argmax_better<Acc>(v, best[ox])) {
               best[ox] = v;
               arg[ox] = c;

@@ -1,0 +1,45 @@
+// Element-type dispatch and launch-error reporting for the .cu launchers.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "launch.h"
+#include "num_cuda.h"
+#include "../scale_merge_math.h"
+
+#include <type_traits>
+
+namespace a2s {
+namespace cuda {
+
+template <typename T>
+struct Type {
+  using type = T;
+};
+
+template <typename F>
+const char* dispatch(Dtype dt, F&& f) {
+  switch (dt) {
+    case Dtype::kFloat: f(Type<float>()); break;
+    case Dtype::kDouble: f(Type<double>()); break;
+    case Dtype::kHalf: f(Type<__half>()); break;
+    case Dtype::kBFloat16: f(Type<__nv_bfloat16>()); break;
+    default: return "unsupported dtype";
+  }
+  const cudaError_t err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+template <typename F>
+void dispatch_mode(int mode, F&& f) {
+  switch (mode) {
+    case kMergeAvg: f(std::integral_constant<int, kMergeAvg>()); break;
+    case kMergeMax: f(std::integral_constant<int, kMergeMax>()); break;
+    default: f(std::integral_constant<int, kMergeAttention>()); break;
+  }
+}
+
+inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+}  // namespace cuda
+}  // namespace a2s
