@@ -384,7 +384,7 @@ def measure_memory(call, device: torch.device) -> dict:
     return result
 
 
-def compare(case: Case, ref: tuple, got: tuple, pass_name: str) -> dict:
+def compare(case: Case, args, ref: tuple, got: tuple, pass_name: str) -> dict:
     """Compare one implementation's results with eager's."""
     if case.labels:
         (lab_ref,), (lab_got,) = ref, got
@@ -394,7 +394,7 @@ def compare(case: Case, ref: tuple, got: tuple, pass_name: str) -> dict:
         if n_mism:
             # a mismatch is acceptable only where eager's top-2 scores tie to rounding
             with torch.no_grad():
-                up = _resize(case._last_args[0], lab_ref.shape[-2:])
+                up = _resize(args[0], tuple(lab_ref.shape[-2:]))
                 v_ref = up.gather(1, lab_ref[:, None])[:, 0]
                 v_got = up.gather(1, lab_got[:, None])[:, 0]
                 gap = (v_ref - v_got).abs()[mism]
@@ -415,7 +415,6 @@ def compare(case: Case, ref: tuple, got: tuple, pass_name: str) -> dict:
 
 def run_case_pass(case: Case, pass_name: str, device: torch.device, cfg: argparse.Namespace, log) -> dict:
     args, grad_out = prepare_args(case, device, pass_name)
-    case._last_args = args
     impls: Dict[str, Callable] = {"eager": case.eager, "fused": case.fused}
     compile_s = None
     if cfg.compile:
@@ -438,7 +437,7 @@ def run_case_pass(case: Case, pass_name: str, device: torch.device, cfg: argpars
         _sync(device)
         if k == "compiled":
             compile_s = time.perf_counter() - t0
-    row["correct"] = {k: compare(case, results["eager"], results[k], pass_name) for k in results if k != "eager"}
+    row["correct"] = {k: compare(case, args, results["eager"], results[k], pass_name) for k in results if k != "eager"}
     del results
 
     for k in IMPLS:

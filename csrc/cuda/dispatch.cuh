@@ -1,10 +1,12 @@
 // Element-type dispatch and launch-error reporting for the .cu launchers.
 #pragma once
 
+#include "launch.h"
+#if !defined(A2S_HOST_SIM)
 #include <cuda_runtime.h>
 
-#include "launch.h"
 #include "num_cuda.h"
+#endif
 #include "../scale_merge_math.h"
 
 #include <type_traits>
@@ -22,12 +24,18 @@ const char* dispatch(Dtype dt, F&& f) {
   switch (dt) {
     case Dtype::kFloat: f(Type<float>()); break;
     case Dtype::kDouble: f(Type<double>()); break;
+#if defined(A2S_HOST_SIM)
+    default: return "the host simulation runs float32 and float64 only";
+  }
+  return nullptr;
+#else
     case Dtype::kHalf: f(Type<__half>()); break;
     case Dtype::kBFloat16: f(Type<__nv_bfloat16>()); break;
     default: return "unsupported dtype";
   }
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+#endif
 }
 
 template <typename F>
@@ -39,7 +47,9 @@ void dispatch_mode(int mode, F&& f) {
   }
 }
 
+#if !defined(A2S_HOST_SIM)
 inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+#endif
 
 }  // namespace cuda
 }  // namespace a2s

@@ -23,17 +23,31 @@ inline Dim& thread_idx() { static thread_local Dim d; return d; }
 inline Dim& block_dim() { static thread_local Dim d; return d; }
 inline Dim& grid_dim() { static thread_local Dim d; return d; }
 
-template <typename Kernel, typename... Args>
-void launch(unsigned grid, unsigned block, Kernel kernel, Args... args) {
-  grid_dim().x = grid;
-  block_dim().x = block;
-  for (unsigned b = 0; b < grid; ++b) {
-    for (unsigned t = 0; t < block; ++t) {
-      block_idx().x = b;
-      thread_idx().x = t;
-      kernel(args...);
+// Upper bound on simulated blocks; tests lower it so that the grid-stride
+// loops wrap around as they do on a GPU for large inputs.
+inline unsigned& max_blocks() { static unsigned m = 1u << 16; return m; }
+
+template <typename... Params>
+struct Launch {
+  void (*kernel)(Params...);
+  unsigned grid, block;
+  template <typename... Args>
+  void operator()(Args... args) const {
+    grid_dim().x = grid;
+    block_dim().x = block;
+    for (unsigned b = 0; b < grid; ++b) {
+      for (unsigned t = 0; t < block; ++t) {
+        block_idx().x = b;
+        thread_idx().x = t;
+        kernel(args...);
+      }
     }
   }
+};
+
+template <typename... Params>
+Launch<Params...> launch(void (*kernel)(Params...), unsigned grid, unsigned block) {
+  return {kernel, grid, block};
 }
 }  // namespace sim
 }  // namespace a2s
@@ -44,6 +58,7 @@ void launch(unsigned grid, unsigned block, Kernel kernel, Args... args) {
 #define A2S_THREAD_IDX (::a2s::sim::thread_idx().x)
 #define A2S_BLOCK_DIM (::a2s::sim::block_dim().x)
 #define A2S_GRID_DIM (::a2s::sim::grid_dim().x)
+#define A2S_LAUNCH(blocks, stream, ...) ::a2s::sim::launch(__VA_ARGS__, (blocks), ::a2s::kThreads)
 
 #elif defined(__CUDACC__)
 
@@ -53,6 +68,8 @@ void launch(unsigned grid, unsigned block, Kernel kernel, Args... args) {
 #define A2S_THREAD_IDX threadIdx.x
 #define A2S_BLOCK_DIM blockDim.x
 #define A2S_GRID_DIM gridDim.x
+#define A2S_LAUNCH(blocks, stream, ...) \
+  __VA_ARGS__<<<(blocks), ::a2s::kThreads, 0, ::a2s::cuda::as_stream(stream)>>>
 
 #else
 #error "csrc/cuda/grid.h is for nvcc or the host simulation (define A2S_HOST_SIM)"
@@ -66,7 +83,11 @@ namespace a2s {
 constexpr int kThreads = 256;
 // Blocks for n elements; grid-stride loops cover whatever a capped grid misses.
 inline unsigned blocks_for(int64_t n, int threads = kThreads) {
-  const int64_t b = (n + threads - 1) / threads;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > 65536 ? 65536 : b));
+  int64_t b = (n + threads - 1) / threads;
+  b = b < 1 ? 1 : (b > 65536 ? 65536 : b);
+#if defined(A2S_HOST_SIM)
+  if (b > sim::max_blocks()) b = sim::max_blocks();
+#endif
+  return static_cast<unsigned>(b);
 }
 }  // namespace a2s

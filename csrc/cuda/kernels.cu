@@ -1,0 +1,2 @@
+// The CUDA build of the launchers (see launchers.inl).
+#include "launchers.inl"
