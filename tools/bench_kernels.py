@@ -19,8 +19,9 @@ compared against eager (outputs and gradients ``allclose``, labels equal up to
 exact near-ties) and the verdict is recorded.
 
 Timing: ``time.perf_counter`` around blocks of calls (device synchronised on
-CUDA) after warm-up; the median and the inter-quartile range over the repeats
-are reported. "fwd" runs under ``torch.no_grad()``; "fwd+bwd" runs the forward
+CUDA) after warm-up, the three implementations taking turns sample by sample;
+the median and the inter-quartile range over the repeats are reported (the
+minimum too, in the JSON). "fwd" runs under ``torch.no_grad()``; "fwd+bwd" runs the forward
 with autograd and ``torch.autograd.grad`` of the output (with a fixed random
 upstream gradient) w.r.t. the score maps and the logits.
 
@@ -284,32 +285,47 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def time_callable(call, device, warmup: int, repeats: int, min_sample_s: float) -> dict:
-    """Median and IQR (seconds per call) over ``repeats`` samples of ``number`` calls each."""
-    for _ in range(warmup):
-        call()
-    _sync(device)
-    t0 = time.perf_counter()
-    call()
-    _sync(device)
-    once = time.perf_counter() - t0
-    number = max(1, int(math.ceil(min_sample_s / max(once, 1e-7)))) if min_sample_s > 0 else 1
-    samples = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(number):
-            call()
-        _sync(device)
-        samples.append((time.perf_counter() - t0) / number)
-    samples.sort()
+def _stats(samples: List[float]) -> dict:
+    samples = sorted(samples)
     if len(samples) >= 2:
         q = statistics.quantiles(samples, n=4, method="inclusive")
         q1, q3 = q[0], q[2]
     else:
         q1 = q3 = samples[0]
     return {"median_s": statistics.median(samples), "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1,
-            "repeats": repeats, "number": number, "samples_s": samples}
+            "min_s": samples[0], "repeats": len(samples), "samples_s": samples}
+
+
+def time_interleaved(calls: Dict[str, Callable], device, warmup: int, repeats: int, min_sample_s: float) -> dict:
+    """Median and IQR (seconds per call) of each callable over ``repeats`` samples.
+
+    Each sample is ``number`` back-to-back calls (``number`` chosen so a sample
+    lasts at least ``min_sample_s``). The implementations take turns, sample by
+    sample (rotating which goes first), so that load from other processes
+    falls on all of them alike instead of on whichever ran at a bad moment.
+    """
+    names = list(calls)
+    number = {}
+    for k in names:
+        for _ in range(warmup):
+            calls[k]()
+        _sync(device)
+        t0 = time.perf_counter()
+        calls[k]()
+        _sync(device)
+        once = time.perf_counter() - t0
+        number[k] = max(1, int(math.ceil(min_sample_s / max(once, 1e-7)))) if min_sample_s > 0 else 1
+    samples = {k: [] for k in names}
+    for r in range(repeats):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            call, n = calls[k], number[k]
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                call()
+            _sync(device)
+            samples[k].append((time.perf_counter() - t0) / n)
+    return {k: dict(_stats(samples[k]), number=number[k]) for k in names}
 
 
 @contextlib.contextmanager
@@ -440,11 +456,13 @@ def run_case_pass(case: Case, pass_name: str, device: torch.device, cfg: argpars
     row["correct"] = {k: compare(case, args, results["eager"], results[k], pass_name) for k in results if k != "eager"}
     del results
 
+    timed = time_interleaved({k: calls[k] for k in IMPLS if k in calls}, device, cfg.warmup, cfg.repeats,
+                             cfg.min_sample_s)
     for k in IMPLS:
         if k not in calls:
             row[k] = None
             continue
-        t = time_callable(calls[k], device, cfg.warmup, cfg.repeats, cfg.min_sample_s)
+        t = timed[k]
         t["memory"] = measure_memory(calls[k], device)
         t["gbps"] = row["traffic_bytes"] / t["median_s"] / 1e9
         row[k] = t
@@ -476,7 +494,10 @@ def _ratio(x) -> str:
 
 
 def _mib(t) -> str:
-    return "-" if t is None else f"{t['memory']['peak_extra_bytes'] / 2**20:.2f}"
+    if t is None:
+        return "-"
+    b = t["memory"]["peak_extra_bytes"] / 2**20
+    return f"{b:.2f}" if b >= 1 else f"{b:.3g}"
 
 
 def _ok(row) -> str:
@@ -585,7 +606,8 @@ def to_markdown(report: dict) -> str:
         "```",
         "",
         f"Warm-up {cfg['warmup']} calls, {cfg['repeats']} timed samples per implementation (each sample at least "
-        f"{cfg['min_sample_s'] * 1e3:.0f} ms of back-to-back calls), median ± half the inter-quartile range. "
+        f"{cfg['min_sample_s'] * 1e3:.0f} ms of back-to-back calls; eager, compiled and fused take turns sample by "
+        f"sample), median ± half the inter-quartile range. "
         f"Whole run: {report['total_s']:.0f} s.",
         "",
         "## What is measured",

@@ -301,7 +301,9 @@ int main(int argc, char** argv) {
     if (opt.threads > 0) at::set_num_threads(opt.threads);
     const at::Device dev(opt.device);
     if (dev.is_cuda() && !at::hasCUDA()) {
-      std::fprintf(stderr, "CUDA requested but this build has no CUDA backend (configure with -DA2S_WITH_CUDA=ON)\n");
+      std::fprintf(stderr,
+                   "CUDA requested but not available: no GPU visible, or a build without "
+                   "-DA2S_WITH_CUDA=ON (then only the CPU kernels are registered)\n");
       return 2;
     }
     const Ops ops = find_ops();
