@@ -210,6 +210,7 @@ void check_upsample_argmax(const at::Tensor& scores, at::IntArrayRef size) {
   check_float_tensor(scores, "upsample_argmax", "scores");
   check_spatial(scores, "upsample_argmax", "scores");
   TORCH_CHECK(scores.size(1) > 0, "upsample_argmax: scores has no classes: ", shape_str(scores));
+  TORCH_CHECK(scores.size(1) <= INT32_MAX, "upsample_argmax: too many classes: ", shape_str(scores));
   check_size(size, "upsample_argmax");
 }
 

@@ -616,7 +616,8 @@ def to_markdown(report: dict) -> str:
         "`torch.softmax(logits, 1)` and a weighted sum for attention, `torch.stack(...).max(0)` for max, "
         "`torch.stack(...).mean(0)` for avg; `F.interpolate(...).argmax(1)` for labels).",
         "- **compiled**: `torch.compile(eager, dynamic=False)` (inductor); compile time (first call minus a "
-        "steady call) is listed separately and not in the timings. The inductor cache directory was "
+        "steady call) is listed separately and not in the timings (the first compile of the run also pays for "
+        "dynamo/inductor start-up). The inductor cache directory was "
         + ("a fresh empty one, so compile times are cold." if cfg["fresh_inductor_cache"] else
            "the default one, so compile times may be warm (cached)."),
         "- **fused**: `attn2scale.ops.scale_merge` / `ops.upsample_argmax` / `ops.interp`.",
@@ -736,9 +737,16 @@ def main(argv: Optional[Sequence[str]] = None, log=print) -> dict:
     if bad:
         notes.append("Results differing from eager: " + ", ".join(bad))
     load_end = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    if load_end and machine["logical_cores"] and max(load_end[0], machine["loadavg_at_start"][0]) > 0.75 * machine["logical_cores"] + 1:
-        notes.append(f"The machine was busy (load average {machine['loadavg_at_start'][0]:.2f} at start, "
-                     f"{load_end[0]:.2f} at end on {machine['logical_cores']} cores): timings are noisy.")
+    load_start = machine["loadavg_at_start"]
+    if load_start and machine["logical_cores"] and load_start[0] > 0.5 * machine["logical_cores"]:
+        notes.append(f"Other processes were busy: 1-minute load average {load_start[0]:.2f} before the run started "
+                     f"({load_end[0]:.2f} at the end, this run included) on {machine['logical_cores']} cores.")
+    spread = [f"{r['case']} {r['pass']} {k}" for r in rows for k in IMPLS
+              if r.get(k) and r[k]["iqr_s"] > 0.3 * r[k]["median_s"]]
+    n_timed = sum(1 for r in rows for k in IMPLS if r.get(k))
+    if n_timed and len(spread) > 0.2 * n_timed:
+        notes.append(f"Timings are noisy: {len(spread)} of {n_timed} measurements have an inter-quartile range "
+                     f"above 30% of their median; re-run on a quiet machine before drawing conclusions.")
     argv_list = list(sys.argv[1:] if argv is None else argv)
     report = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -42,8 +42,9 @@ void merge_forward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, T* 
     tw[s] = make_taps<Acc>(g.w[s], g.W);
   }
   at::parallel_for(0, g.N * g.C * g.H, grain_for(int64_t(g.W) * g.S), [&](int64_t b, int64_t e) {
-    std::vector<Acc> acc(g.W);
-    std::vector<int> am(g.W, 0);
+    const int W = g.W;  // a local bound: the int stores to am could alias g.W
+    std::vector<Acc> acc(W);
+    std::vector<int> am(W, 0);
     for (int64_t i = b; i < e; ++i) {
       const int64_t nc = i / g.H, n = nc / g.C;
       const int y = static_cast<int>(i % g.H);
@@ -55,7 +56,7 @@ void merge_forward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, T* 
         const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + int64_t(y) * g.W : nullptr;
         const Tap<Acc>* twp = tw[s].data();
         const bool identity = interp_identity(g.h[s], g.w[s], g.H, g.W);
-        for (int x = 0; x < g.W; ++x) {
+        for (int x = 0; x < W; ++x) {
           const Tap<Acc>& u = twp[x];
           const Acc v = identity ? Num<T>::load(r0[x])
                                  : bilinear_combine<Acc>(Num<T>::load(r0[u.i0]), Num<T>::load(r0[u.i1]),

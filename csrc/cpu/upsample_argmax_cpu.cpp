@@ -34,31 +34,34 @@ void upsample_argmax_kernel(const T* x, int64_t N, int64_t C, int h, int w, int 
       }
     });
     at::parallel_for(0, H, grain_for(int64_t(W) * C), [&](int64_t b, int64_t e) {
-      std::vector<Acc> best(W);
-      std::vector<int64_t> arg(W);
+      const int Wn = W;  // a local bound: the int32 stores below could alias a captured W
+      std::vector<Acc> best(Wn);
+      std::vector<int32_t> arg(Wn);  // int32 and branch-free updates let the loop vectorise
       for (int64_t oy = b; oy < e; ++oy) {
         const Tap<Acc>& t = th[oy];
         const Acc lh1 = t.l1, lh0 = Acc(1) - lh1;
         for (int64_t c = 0; c < C; ++c) {
           const Acc* r0 = rows.data() + (c * h + t.i0) * W;
           const Acc* r1 = rows.data() + (c * h + t.i1) * W;
+          Acc* bp = best.data();
+          int32_t* ap = arg.data();
+          const int32_t ci = static_cast<int32_t>(c);
           if (c == 0) {
-            for (int ox = 0; ox < W; ++ox) {
-              best[ox] = identity ? r0[ox] : lh0 * r0[ox] + lh1 * r1[ox];
-              arg[ox] = 0;
+            for (int ox = 0; ox < Wn; ++ox) {
+              bp[ox] = identity ? r0[ox] : lh0 * r0[ox] + lh1 * r1[ox];
+              ap[ox] = 0;
             }
             continue;
           }
-          for (int ox = 0; ox < W; ++ox) {
+          for (int ox = 0; ox < Wn; ++ox) {
             const Acc v = identity ? r0[ox] : lh0 * r0[ox] + lh1 * r1[ox];
-            if (argmax_better<Acc>(v, best[ox])) {
-              best[ox] = v;
-              arg[ox] = c;
-            }
+            const bool take = argmax_better<Acc>(v, bp[ox]);
+            bp[ox] = take ? v : bp[ox];
+            ap[ox] = take ? ci : ap[ox];
           }
         }
         const int64_t at = (n * H + oy) * W;
-        std::copy(arg.begin(), arg.end(), labels + at);
+        for (int ox = 0; ox < W; ++ox) labels[at + ox] = arg[ox];
         if (score) {
           for (int ox = 0; ox < W; ++ox) score[at + ox] = Num<T>::store(best[ox]);
         }
