@@ -739,7 +739,7 @@ def main(argv: Optional[Sequence[str]] = None, log=print) -> dict:
     load_end = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     load_start = machine["loadavg_at_start"]
     if load_start and machine["logical_cores"] and load_start[0] > 0.5 * machine["logical_cores"]:
-        notes.append(f"Other processes were busy: 1-minute load average {load_start[0]:.2f} before the run started "
+        notes.append(f"Other processes were busy: 1-minute load average {load_start[0]:.2f} when the run started "
                      f"({load_end[0]:.2f} at the end, this run included) on {machine['logical_cores']} cores.")
     spread = [f"{r['case']} {r['pass']} {k}" for r in rows for k in IMPLS
               if r.get(k) and r[k]["iqr_s"] > 0.3 * r[k]["median_s"]]

@@ -1,6 +1,6 @@
-// scale_merge on the CPU. Forward: one pass over output rows that resizes
-// every scale in place (4 taps) and merges it; the S resized maps are never
-// stored. Backward: a gather per scale (each input element sums its
+// scale_merge on the CPU. Forward: blocks of output rows that resize every
+// scale on the fly (RowCache: x then y, Caffe's arithmetic) and merge it;
+// the S resized maps are never stored. Backward: a gather per scale (each input element sums its
 // footprint, rows then columns) and one pass per output row for the
 // attention logits and the gate. No atomics: bitwise reproducible.
 #include <ATen/Dispatch.h>
@@ -41,38 +41,39 @@ void merge_forward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, T* 
     th[s] = make_taps<Acc>(g.h[s], g.H);
     tw[s] = make_taps<Acc>(g.w[s], g.W);
   }
-  at::parallel_for(0, g.N * g.C * g.H, grain_for(int64_t(g.W) * g.S), [&](int64_t b, int64_t e) {
+  // Work items: blocks of kRowBlock output rows of one (n, c) plane.
+  const int64_t blocks = (g.H + kRowBlock - 1) / kRowBlock;
+  at::parallel_for(0, g.N * g.C * blocks, grain_for(int64_t(g.W) * g.S * kRowBlock), [&](int64_t b, int64_t e) {
     const int W = g.W;  // a local bound: the int stores to am could alias g.W
-    std::vector<Acc> acc(W);
+    std::vector<Acc> acc(W), v(W);
     std::vector<int> am(W, 0);
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t nc = i / g.H, n = nc / g.C;
-      const int y = static_cast<int>(i % g.H);
+    std::vector<RowCache<T, Acc>> cache(g.S);
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t nc = item / blocks, n = nc / g.C;
+      const int y0 = static_cast<int>(item % blocks) * kRowBlock;
+      const int y1 = std::min(g.H, y0 + kRowBlock);
       for (int s = 0; s < g.S; ++s) {
-        const T* plane = in.P[s] + nc * g.h[s] * g.w[s];
-        const Tap<Acc>& t = th[s][y];
-        const T* r0 = plane + int64_t(t.i0) * g.w[s];
-        const T* r1 = plane + int64_t(t.i1) * g.w[s];
-        const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + int64_t(y) * g.W : nullptr;
-        const Tap<Acc>* twp = tw[s].data();
-        const bool identity = interp_identity(g.h[s], g.w[s], g.H, g.W);
-        for (int x = 0; x < W; ++x) {
-          const Tap<Acc>& u = twp[x];
-          const Acc v = identity ? Num<T>::load(r0[x])
-                                 : bilinear_combine<Acc>(Num<T>::load(r0[u.i0]), Num<T>::load(r0[u.i1]),
-                                                         Num<T>::load(r1[u.i0]), Num<T>::load(r1[u.i1]), t.l1, u.l1);
-          const Acc ws = MODE == kMergeAttention ? Num<T>::load(wrow[x]) : Acc(0);
-          merge_step<Acc>(MODE, s, v, ws, acc[x], am[x]);
+        cache[s].fill(in.P[s] + nc * g.h[s] * g.w[s], g.w[s], th[s], tw[s], y0, y1,
+                      interp_identity(g.h[s], g.w[s], g.H, g.W));
+      }
+      for (int y = y0; y < y1; ++y) {
+        for (int s = 0; s < g.S; ++s) {
+          cache[s].row(th[s][y], v.data());
+          const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + int64_t(y) * W : nullptr;
+          for (int x = 0; x < W; ++x) {
+            const Acc ws = MODE == kMergeAttention ? Num<T>::load(wrow[x]) : Acc(0);
+            merge_step<Acc>(MODE, s, v[x], ws, acc[x], am[x]);
+          }
         }
-      }
-      const int64_t row = i * g.W;
-      for (int x = 0; x < g.W; ++x) {
-        Acc r = merge_finish<Acc>(MODE, acc[x], avg_w);
-        if (in.gate) r = Num<T>::load(in.gate[row + x]) * r;
-        out[row + x] = Num<T>::store(r);
-      }
-      if (MODE == kMergeMax) {
-        for (int x = 0; x < g.W; ++x) arg[row + x] = static_cast<uint8_t>(am[x]);
+        const int64_t row = (nc * g.H + y) * W;
+        for (int x = 0; x < W; ++x) {
+          Acc r = merge_finish<Acc>(MODE, acc[x], avg_w);
+          if (in.gate) r = Num<T>::load(in.gate[row + x]) * r;
+          out[row + x] = Num<T>::store(r);
+        }
+        if (MODE == kMergeMax) {
+          for (int x = 0; x < W; ++x) arg[row + x] = static_cast<uint8_t>(am[x]);
+        }
       }
     }
   });
@@ -126,61 +127,68 @@ void merge_backward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, co
     });
   }
   if (MODE != kMergeAttention && !in.gate) return;
-  // Attention logits and gate: one pass per output row, classes outer.
+  // Attention logits and gate: blocks of output rows of one image, classes
+  // outer, with each (n, c) plane's input rows resized along x once per block.
   std::vector<std::vector<Tap<Acc>>> th(g.S), tw(g.S);
   for (int s = 0; s < g.S; ++s) {
     th[s] = make_taps<Acc>(g.h[s], g.H);
     tw[s] = make_taps<Acc>(g.w[s], g.W);
   }
-  at::parallel_for(0, g.N * g.H, grain_for(int64_t(g.W) * g.S * g.C), [&](int64_t b, int64_t e) {
-    std::vector<Acc> v(size_t(g.S) * g.W), a(size_t(g.S) * g.W), m(g.W);
-    std::vector<int> am(g.W, 0);
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t n = i / g.H;
-      const int y = static_cast<int>(i % g.H);
+  const int64_t blocks = (g.H + kRowBlock - 1) / kRowBlock;
+  at::parallel_for(0, g.N * blocks, 1, [&](int64_t b, int64_t e) {
+    const int W = g.W;
+    std::vector<Acc> v(size_t(g.S) * W), a(size_t(g.S) * kRowBlock * W), m(W);
+    std::vector<int> am(W, 0);
+    std::vector<RowCache<T, Acc>> cache(g.S);
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t n = item / blocks;
+      const int y0 = static_cast<int>(item % blocks) * kRowBlock;
+      const int y1 = std::min(g.H, y0 + kRowBlock);
       std::fill(a.begin(), a.end(), Acc(0));
       for (int64_t c = 0; c < g.C; ++c) {
         const int64_t nc = n * g.C + c;
-        const int64_t orow = (nc * g.H + y) * g.W;
         for (int s = 0; s < g.S; ++s) {
-          const T* plane = in.P[s] + nc * g.h[s] * g.w[s];
-          const Tap<Acc>& t = th[s][y];
-          const T* r0 = plane + int64_t(t.i0) * g.w[s];
-          const T* r1 = plane + int64_t(t.i1) * g.w[s];
-          const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + int64_t(y) * g.W : nullptr;
-          Acc* vs = v.data() + size_t(s) * g.W;
-          const bool identity = interp_identity(g.h[s], g.w[s], g.H, g.W);
-          for (int x = 0; x < g.W; ++x) {
-            const Tap<Acc>& u = tw[s][x];
-            vs[x] = identity ? Num<T>::load(r0[x])
-                             : bilinear_combine<Acc>(Num<T>::load(r0[u.i0]), Num<T>::load(r0[u.i1]),
-                                                     Num<T>::load(r1[u.i0]), Num<T>::load(r1[u.i1]), t.l1, u.l1);
-            const Acc ws = MODE == kMergeAttention ? Num<T>::load(wrow[x]) : Acc(0);
-            merge_step<Acc>(MODE, s, vs[x], ws, m[x], am[x]);
-          }
+          cache[s].fill(in.P[s] + nc * g.h[s] * g.w[s], g.w[s], th[s], tw[s], y0, y1,
+                        interp_identity(g.h[s], g.w[s], g.H, g.W));
         }
-        for (int x = 0; x < g.W; ++x) {
-          const Acc go = Num<T>::load(grad[orow + x]);
-          Acc ghat = go;
-          if (in.gate) {
-            g_gate[orow + x] = Num<T>::store(go * merge_finish<Acc>(MODE, m[x], avg_w));
-            ghat = go * Num<T>::load(in.gate[orow + x]);
+        for (int y = y0; y < y1; ++y) {
+          const int64_t orow = (nc * g.H + y) * W;
+          for (int s = 0; s < g.S; ++s) {
+            Acc* vs = v.data() + size_t(s) * W;
+            cache[s].row(th[s][y], vs);
+            const T* wrow = MODE == kMergeAttention ? wts + (n * g.S + s) * HW + int64_t(y) * W : nullptr;
+            for (int x = 0; x < W; ++x) {
+              const Acc ws = MODE == kMergeAttention ? Num<T>::load(wrow[x]) : Acc(0);
+              merge_step<Acc>(MODE, s, vs[x], ws, m[x], am[x]);
+            }
           }
-          if (MODE == kMergeAttention) {
-            for (int s = 0; s < g.S; ++s) a[size_t(s) * g.W + x] += ghat * v[size_t(s) * g.W + x];
+          for (int x = 0; x < W; ++x) {
+            const Acc go = Num<T>::load(grad[orow + x]);
+            Acc ghat = go;
+            if (in.gate) {
+              g_gate[orow + x] = Num<T>::store(go * merge_finish<Acc>(MODE, m[x], avg_w));
+              ghat = go * Num<T>::load(in.gate[orow + x]);
+            }
+            if (MODE == kMergeAttention) {
+              for (int s = 0; s < g.S; ++s) {
+                a[(size_t(s) * kRowBlock + (y - y0)) * W + x] += ghat * v[size_t(s) * W + x];
+              }
+            }
           }
         }
       }
       if (MODE == kMergeAttention) {
-        for (int x = 0; x < g.W; ++x) {
-          Acc ws[kMaxScales], as[kMaxScales];
-          for (int s = 0; s < g.S; ++s) {
-            ws[s] = Num<T>::load(wts[(n * g.S + s) * HW + int64_t(y) * g.W + x]);
-            as[s] = a[size_t(s) * g.W + x];
-          }
-          const Acc dot = softmax_dot<Acc>(ws, as, g.S);
-          for (int s = 0; s < g.S; ++s) {
-            g_logits[(n * g.S + s) * HW + int64_t(y) * g.W + x] = Num<T>::store(ws[s] * (as[s] - dot));
+        for (int y = y0; y < y1; ++y) {
+          for (int x = 0; x < W; ++x) {
+            Acc ws[kMaxScales], as[kMaxScales];
+            for (int s = 0; s < g.S; ++s) {
+              ws[s] = Num<T>::load(wts[(n * g.S + s) * HW + int64_t(y) * W + x]);
+              as[s] = a[(size_t(s) * kRowBlock + (y - y0)) * W + x];
+            }
+            const Acc dot = softmax_dot<Acc>(ws, as, g.S);
+            for (int s = 0; s < g.S; ++s) {
+              g_logits[(n * g.S + s) * HW + int64_t(y) * W + x] = Num<T>::store(ws[s] * (as[s] - dot));
+            }
           }
         }
       }
