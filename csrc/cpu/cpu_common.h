@@ -75,10 +75,13 @@ struct RowCache {
     }
   }
 
+  // Input row i (within the filled range), resized along x.
+  const Acc* input_row(int i) const { return buf.data() + size_t(i - lo) * W; }
+
   // Output row with taps t into dst[0, W).
   void row(const Tap<Acc>& t, Acc* dst) const {
-    const Acc* a = buf.data() + size_t(t.i0 - lo) * W;
-    const Acc* b = buf.data() + size_t(t.i1 - lo) * W;
+    const Acc* a = input_row(t.i0);
+    const Acc* b = input_row(t.i1);
     const Acc l1 = t.l1, l0 = Acc(1) - l1;
     const int n = W;
     if (identity) {

@@ -17,24 +17,21 @@ void interp_forward_kernel(const T* x, T* y, const InterpGeometry& g) {
   const auto tw = make_taps<Acc>(g.We, g.Wo);
   const int64_t in_plane = int64_t(g.H) * g.W, out_plane = int64_t(g.Ho) * g.Wo;
   const bool identity = interp_identity(g.He, g.We, g.Ho, g.Wo);
-  at::parallel_for(0, g.planes * g.Ho, grain_for(g.Wo), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t p = i / g.Ho;
-      const int oy = static_cast<int>(i % g.Ho);
-      const T* plane = x + p * in_plane + int64_t(g.off) * g.W + g.off;
-      const T* r0 = plane + int64_t(th[oy].i0) * g.W;
-      const T* r1 = plane + int64_t(th[oy].i1) * g.W;
-      const Acc lh1 = th[oy].l1;
-      T* out = y + p * out_plane + int64_t(oy) * g.Wo;
-      if (identity) {
-        std::copy(r0, r0 + g.Wo, out);
-        continue;
-      }
-      for (int ox = 0; ox < g.Wo; ++ox) {
-        const Tap<Acc>& t = tw[ox];
-        out[ox] = Num<T>::store(bilinear_combine<Acc>(Num<T>::load(r0[t.i0]), Num<T>::load(r0[t.i1]),
-                                                      Num<T>::load(r1[t.i0]), Num<T>::load(r1[t.i1]),
-                                                      lh1, t.l1));
+  // Work items: blocks of output rows of one plane; input rows are resized
+  // along x once per block (RowCache), then blended along y.
+  const int64_t blocks = (g.Ho + kRowBlock - 1) / kRowBlock;
+  at::parallel_for(0, g.planes * blocks, grain_for(int64_t(g.Wo) * kRowBlock), [&](int64_t b, int64_t e) {
+    RowCache<T, Acc> cache;
+    std::vector<Acc> row(g.Wo);
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t p = item / blocks;
+      const int y0 = static_cast<int>(item % blocks) * kRowBlock;
+      const int y1 = std::min(g.Ho, y0 + kRowBlock);
+      cache.fill(x + p * in_plane + int64_t(g.off) * g.W + g.off, g.W, th, tw, y0, y1, identity);
+      for (int oy = y0; oy < y1; ++oy) {
+        cache.row(th[oy], row.data());
+        T* out = y + p * out_plane + int64_t(oy) * g.Wo;
+        for (int ox = 0; ox < g.Wo; ++ox) out[ox] = Num<T>::store(row[ox]);
       }
     }
   });

@@ -137,7 +137,7 @@ void merge_backward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, co
   const int64_t blocks = (g.H + kRowBlock - 1) / kRowBlock;
   at::parallel_for(0, g.N * blocks, 1, [&](int64_t b, int64_t e) {
     const int W = g.W;
-    std::vector<Acc> v(size_t(g.S) * W), a(size_t(g.S) * kRowBlock * W), m(W);
+    std::vector<Acc> v(size_t(g.S) * W), a(size_t(g.S) * kRowBlock * W), m(W), gh(W);
     std::vector<int> am(W, 0);
     std::vector<RowCache<T, Acc>> cache(g.S);
     for (int64_t item = b; item < e; ++item) {
@@ -169,10 +169,13 @@ void merge_backward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, co
               g_gate[orow + x] = Num<T>::store(go * merge_finish<Acc>(MODE, m[x], avg_w));
               ghat = go * Num<T>::load(in.gate[orow + x]);
             }
-            if (MODE == kMergeAttention) {
-              for (int s = 0; s < g.S; ++s) {
-                a[(size_t(s) * kRowBlock + (y - y0)) * W + x] += ghat * v[size_t(s) * W + x];
-              }
+            gh[x] = ghat;
+          }
+          if (MODE == kMergeAttention) {
+            for (int s = 0; s < g.S; ++s) {
+              Acc* as = a.data() + (size_t(s) * kRowBlock + (y - y0)) * W;
+              const Acc* vs = v.data() + size_t(s) * W;
+              for (int x = 0; x < W; ++x) as[x] += gh[x] * vs[x];
             }
           }
         }

@@ -1,7 +1,8 @@
 // upsample_argmax on the CPU: labels of the bilinearly resized score map
-// without materialising it. Each image's input rows are first resized along
-// x (C x h x W values), then every output row blends two of them per class
-// and keeps a running max; the arithmetic is exactly interp's.
+// without materialising it. For each block of output rows, classes stream
+// through: the input rows the block needs are resized along x (RowCache),
+// every output row blends two of them and keeps a running max per pixel. The
+// arithmetic is exactly interp's.
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
@@ -19,33 +20,33 @@ void upsample_argmax_kernel(const T* x, int64_t N, int64_t C, int h, int w, int 
   const auto th = make_taps<Acc>(h, H);
   const auto tw = make_taps<Acc>(w, W);
   const bool identity = interp_identity(h, w, H, W);
-  std::vector<Acc> rows(size_t(C) * h * W);  // per image: rows resized along x
-  for (int64_t n = 0; n < N; ++n) {
-    const T* img = x + n * C * h * w;
-    at::parallel_for(0, C * h, grain_for(W), [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const T* src = img + i * w;
-        Acc* dst = rows.data() + i * W;
-        for (int ox = 0; ox < W; ++ox) {
-          const Tap<Acc>& u = tw[ox];
-          const Acc lw1 = u.l1, lw0 = Acc(1) - lw1;
-          dst[ox] = identity ? Num<T>::load(src[ox]) : lw0 * Num<T>::load(src[u.i0]) + lw1 * Num<T>::load(src[u.i1]);
-        }
-      }
-    });
-    at::parallel_for(0, H, grain_for(int64_t(W) * C), [&](int64_t b, int64_t e) {
-      const int Wn = W;  // a local bound: the int32 stores below could alias a captured W
-      std::vector<Acc> best(Wn);
-      std::vector<int32_t> arg(Wn);  // int32 and branch-free updates let the loop vectorise
-      for (int64_t oy = b; oy < e; ++oy) {
-        const Tap<Acc>& t = th[oy];
-        const Acc lh1 = t.l1, lh0 = Acc(1) - lh1;
-        for (int64_t c = 0; c < C; ++c) {
-          const Acc* r0 = rows.data() + (c * h + t.i0) * W;
-          const Acc* r1 = rows.data() + (c * h + t.i1) * W;
-          Acc* bp = best.data();
-          int32_t* ap = arg.data();
-          const int32_t ci = static_cast<int32_t>(c);
+  // Work items: blocks of output rows of one image; classes stream through
+  // them, so the workspace (one class's input rows resized along x, and the
+  // running max of the block) does not grow with C. Blocks are larger than
+  // the merge's: a zoom-8 block of 8 rows would resize 2 input rows for it.
+  constexpr int kBlock = 4 * kRowBlock;
+  const int64_t blocks = (H + kBlock - 1) / kBlock;
+  at::parallel_for(0, N * blocks, 1, [&](int64_t b, int64_t e) {
+    const int Wn = W;  // a local bound: the int32 stores below could alias a captured W
+    RowCache<T, Acc> cache;
+    std::vector<Acc> best;
+    std::vector<int32_t> arg;  // int32 and branch-free updates let the loop vectorise
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t n = item / blocks;
+      const int y0 = static_cast<int>(item % blocks) * kBlock;
+      const int y1 = std::min(H, y0 + kBlock);
+      best.resize(size_t(y1 - y0) * Wn);
+      arg.resize(size_t(y1 - y0) * Wn);
+      for (int64_t c = 0; c < C; ++c) {
+        cache.fill(x + (n * C + c) * h * w, w, th, tw, y0, y1, identity);
+        const int32_t ci = static_cast<int32_t>(c);
+        for (int oy = y0; oy < y1; ++oy) {
+          const Tap<Acc>& t = th[oy];
+          const Acc lh1 = t.l1, lh0 = Acc(1) - lh1;
+          const Acc* r0 = cache.input_row(t.i0);
+          const Acc* r1 = cache.input_row(t.i1);
+          Acc* bp = best.data() + size_t(oy - y0) * Wn;
+          int32_t* ap = arg.data() + size_t(oy - y0) * Wn;
           if (c == 0) {
             for (int ox = 0; ox < Wn; ++ox) {
               bp[ox] = identity ? r0[ox] : lh0 * r0[ox] + lh1 * r1[ox];
@@ -60,14 +61,15 @@ void upsample_argmax_kernel(const T* x, int64_t N, int64_t C, int h, int w, int 
             ap[ox] = take ? ci : ap[ox];
           }
         }
-        const int64_t at = (n * H + oy) * W;
-        for (int ox = 0; ox < W; ++ox) labels[at + ox] = arg[ox];
-        if (score) {
-          for (int ox = 0; ox < W; ++ox) score[at + ox] = Num<T>::store(best[ox]);
-        }
       }
-    });
-  }
+      const int64_t at = (n * H + y0) * Wn;
+      const size_t count = size_t(y1 - y0) * Wn;
+      for (size_t k = 0; k < count; ++k) labels[at + k] = arg[k];
+      if (score) {
+        for (size_t k = 0; k < count; ++k) score[at + k] = Num<T>::store(best[k]);
+      }
+    }
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor> upsample_argmax_cpu(const at::Tensor& scores_, at::IntArrayRef size,
