@@ -206,6 +206,29 @@ std::pair<at::Tensor, at::Tensor> alloc_merge_outputs(const MergeGeometry& g,
   return {out, aux};
 }
 
+MergeInputs contiguous_inputs(at::TensorList scores, const c10::optional<at::Tensor>& logits,
+                              const c10::optional<at::Tensor>& gate) {
+  MergeInputs in;
+  for (const auto& t : scores) in.scores.push_back(t.contiguous());
+  if (logits.has_value()) in.logits = logits->contiguous();
+  if (gate.has_value()) in.gate = gate->contiguous();
+  return in;
+}
+
+MergeGrads alloc_merge_grads(const MergeGeometry& g, const MergeInputs& in, const at::Tensor& grad) {
+  MergeGrads out;
+  for (const auto& t : in.scores) out.scores.push_back(at::empty_like(t));
+  out.logits = g.mode == kMergeAttention ? at::empty({g.N, g.S, g.H, g.W}, grad.options())
+                                         : at::empty({0}, grad.options());
+  out.gate = in.gate.defined() ? at::empty_like(in.gate) : at::empty({0}, grad.options());
+  out.trivial = g.N == 0 || g.C == 0;
+  if (out.trivial) {  // no class to read: every gradient is zero
+    for (auto& t : out.scores) t.zero_();
+    out.logits.zero_();
+  }
+  return out;
+}
+
 void check_upsample_argmax(const at::Tensor& scores, at::IntArrayRef size) {
   check_float_tensor(scores, "upsample_argmax", "scores");
   check_spatial(scores, "upsample_argmax", "scores");

@@ -59,6 +59,25 @@ MergeGeometry check_scale_merge_backward(const at::Tensor& grad, at::TensorList 
 std::pair<at::Tensor, at::Tensor> alloc_merge_outputs(const MergeGeometry& g,
                                                       const at::Tensor& like);
 
+// The tensors of a scale_merge call, made contiguous (gate/logits undefined
+// when absent).
+struct MergeInputs {
+  std::vector<at::Tensor> scores;
+  at::Tensor logits, gate;
+};
+MergeInputs contiguous_inputs(at::TensorList scores, const c10::optional<at::Tensor>& logits,
+                              const c10::optional<at::Tensor>& gate);
+
+// Outputs of scale_merge_backward: per-scale gradients, the logits' (empty
+// unless attention) and the gate's (empty without a gate). `trivial` is true
+// when N or C is 0: the outputs are then already final (zero where needed).
+struct MergeGrads {
+  std::vector<at::Tensor> scores;
+  at::Tensor logits, gate;
+  bool trivial;
+};
+MergeGrads alloc_merge_grads(const MergeGeometry& g, const MergeInputs& in, const at::Tensor& grad);
+
 void check_upsample_argmax(const at::Tensor& scores, at::IntArrayRef size);
 
 }  // namespace a2s

@@ -7,11 +7,23 @@
 
 #include <math.h>
 
+#include <type_traits>
+
 #include "macros.h"
 
 namespace a2s {
 
 enum MergeMode : int { kMergeAvg = 0, kMergeMax = 1, kMergeAttention = 2 };
+
+// Calls f with the mode as a compile-time constant (host code).
+template <typename F>
+void dispatch_mode(int mode, F&& f) {
+  switch (mode) {
+    case kMergeAvg: f(std::integral_constant<int, kMergeAvg>()); break;
+    case kMergeMax: f(std::integral_constant<int, kMergeMax>()); break;
+    default: f(std::integral_constant<int, kMergeAttention>()); break;
+  }
+}
 
 A2S_INLINE float exp_acc(float v) { return expf(v); }
 A2S_INLINE double exp_acc(double v) { return exp(v); }

@@ -199,38 +199,21 @@ void merge_backward_kernel(const MergeGeometry& g, const MergeTensors<T>& in, co
   });
 }
 
-template <typename F>
-void dispatch_mode(int mode, F&& f) {
-  switch (mode) {
-    case kMergeAvg: f(std::integral_constant<int, kMergeAvg>()); break;
-    case kMergeMax: f(std::integral_constant<int, kMergeMax>()); break;
-    default: f(std::integral_constant<int, kMergeAttention>()); break;
-  }
-}
-
-std::vector<at::Tensor> contiguous_all(at::TensorList ts) {
-  std::vector<at::Tensor> out;
-  for (const auto& t : ts) out.push_back(t.contiguous());
-  return out;
-}
-
 std::tuple<at::Tensor, at::Tensor> scale_merge_cpu(at::TensorList scores_, at::IntArrayRef size,
                                                    c10::string_view mode_, const c10::optional<at::Tensor>& logits_,
                                                    const c10::optional<at::Tensor>& gate_,
                                                    c10::optional<double> avg_weight) {
   const std::string mode(mode_);
   const MergeGeometry g = check_scale_merge(scores_, size, mode, logits_, gate_, avg_weight);
-  const auto scores = contiguous_all(scores_);
-  auto outs = alloc_merge_outputs(g, scores[0]);
+  const MergeInputs c = contiguous_inputs(scores_, logits_, gate_);
+  auto outs = alloc_merge_outputs(g, c.scores[0]);
   // With C == 0 the attention weights (aux) are still defined.
   if (outs.first.numel() == 0 && outs.second.numel() == 0) return {outs.first, outs.second};
-  const at::Tensor logits = logits_.has_value() ? logits_->contiguous() : at::Tensor();
-  const at::Tensor gate = gate_.has_value() ? gate_->contiguous() : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores[0].scalar_type(), "scale_merge_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.scores[0].scalar_type(), "scale_merge_cpu", [&] {
     MergeTensors<scalar_t> in;
-    for (const auto& t : scores) in.P.push_back(t.data_ptr<scalar_t>());
-    if (logits.defined()) in.logits_w = logits.data_ptr<scalar_t>();
-    if (gate.defined()) in.gate = gate.data_ptr<scalar_t>();
+    for (const auto& t : c.scores) in.P.push_back(t.data_ptr<scalar_t>());
+    if (c.logits.defined()) in.logits_w = c.logits.data_ptr<scalar_t>();
+    if (c.gate.defined()) in.gate = c.gate.data_ptr<scalar_t>();
     dispatch_mode(g.mode, [&](auto mode_c) {
       constexpr int MODE = decltype(mode_c)::value;
       merge_forward_kernel<scalar_t, MODE>(
@@ -247,36 +230,27 @@ std::tuple<std::vector<at::Tensor>, at::Tensor, at::Tensor> scale_merge_backward
     const c10::optional<at::Tensor>& gate_, c10::optional<double> avg_weight) {
   const std::string mode(mode_);
   const MergeGeometry g = check_scale_merge_backward(grad_, scores_, mode, aux_, gate_, avg_weight);
-  const auto scores = contiguous_all(scores_);
+  const MergeInputs c = contiguous_inputs(scores_, c10::nullopt, gate_);
   const at::Tensor grad = grad_.contiguous();
   const at::Tensor aux = aux_.contiguous();
-  const at::Tensor gate = gate_.has_value() ? gate_->contiguous() : at::Tensor();
-  std::vector<at::Tensor> gP;
-  for (const auto& t : scores) gP.push_back(at::empty_like(t));
-  at::Tensor g_logits = g.mode == kMergeAttention ? at::empty({g.N, g.S, g.H, g.W}, grad.options())
-                                                  : at::empty({0}, grad.options());
-  at::Tensor g_gate = gate.defined() ? at::empty_like(gate) : at::empty({0}, grad.options());
-  if (g.N == 0 || g.C == 0) {
-    for (auto& t : gP) t.zero_();
-    g_logits.zero_();
-    return {gP, g_logits, g_gate};
-  }
+  MergeGrads out = alloc_merge_grads(g, c, grad);
+  if (out.trivial) return {out.scores, out.logits, out.gate};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "scale_merge_backward_cpu", [&] {
     MergeTensors<scalar_t> in;
-    for (const auto& t : scores) in.P.push_back(t.data_ptr<scalar_t>());
+    for (const auto& t : c.scores) in.P.push_back(t.data_ptr<scalar_t>());
     if (g.mode == kMergeAttention) in.logits_w = aux.data_ptr<scalar_t>();
-    if (gate.defined()) in.gate = gate.data_ptr<scalar_t>();
+    if (c.gate.defined()) in.gate = c.gate.data_ptr<scalar_t>();
     std::vector<scalar_t*> gp;
-    for (auto& t : gP) gp.push_back(t.data_ptr<scalar_t>());
+    for (auto& t : out.scores) gp.push_back(t.data_ptr<scalar_t>());
     dispatch_mode(g.mode, [&](auto mode_c) {
       constexpr int MODE = decltype(mode_c)::value;
       merge_backward_kernel<scalar_t, MODE>(
           g, in, grad.data_ptr<scalar_t>(), MODE == kMergeMax ? aux.data_ptr<uint8_t>() : nullptr, gp,
-          MODE == kMergeAttention ? g_logits.data_ptr<scalar_t>() : nullptr,
-          gate.defined() ? g_gate.data_ptr<scalar_t>() : nullptr);
+          MODE == kMergeAttention ? out.logits.data_ptr<scalar_t>() : nullptr,
+          c.gate.defined() ? out.gate.data_ptr<scalar_t>() : nullptr);
     });
   });
-  return {gP, g_logits, g_gate};
+  return {out.scores, out.logits, out.gate};
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #endif
 #include "../scale_merge_math.h"
 
-#include <type_traits>
 
 namespace a2s {
 namespace cuda {
@@ -36,15 +35,6 @@ const char* dispatch(Dtype dt, F&& f) {
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 #endif
-}
-
-template <typename F>
-void dispatch_mode(int mode, F&& f) {
-  switch (mode) {
-    case kMergeAvg: f(std::integral_constant<int, kMergeAvg>()); break;
-    case kMergeMax: f(std::integral_constant<int, kMergeMax>()); break;
-    default: f(std::integral_constant<int, kMergeAttention>()); break;
-  }
 }
 
 #if !defined(A2S_HOST_SIM)

@@ -77,12 +77,6 @@ cuda::MergeArgs merge_args(const MergeGeometry& g, const std::vector<at::Tensor>
   return a;
 }
 
-std::vector<at::Tensor> contiguous_all(at::TensorList ts) {
-  std::vector<at::Tensor> out;
-  for (const auto& t : ts) out.push_back(t.contiguous());
-  return out;
-}
-
 std::tuple<at::Tensor, at::Tensor> scale_merge_cuda(at::TensorList scores_, at::IntArrayRef size,
                                                     c10::string_view mode_, const c10::optional<at::Tensor>& logits_,
                                                     const c10::optional<at::Tensor>& gate_,
@@ -91,14 +85,12 @@ std::tuple<at::Tensor, at::Tensor> scale_merge_cuda(at::TensorList scores_, at::
   const MergeGeometry g = check_scale_merge(scores_, size, mode, logits_, gate_, avg_weight);
   check_cuda(scores_[0], "scale_merge", "scores[0]");
   c10::cuda::CUDAGuard guard(scores_[0].device());
-  const auto scores = contiguous_all(scores_);
-  auto outs = alloc_merge_outputs(g, scores[0]);
+  const MergeInputs c = contiguous_inputs(scores_, logits_, gate_);
+  auto outs = alloc_merge_outputs(g, c.scores[0]);
   // With C == 0 the attention weights (aux) are still defined.
   if (outs.first.numel() == 0 && outs.second.numel() == 0) return {outs.first, outs.second};
-  const at::Tensor logits = logits_.has_value() ? logits_->contiguous() : at::Tensor();
-  const at::Tensor gate = gate_.has_value() ? gate_->contiguous() : at::Tensor();
-  check_launch(cuda::scale_merge_forward(kind_of(scores[0]), merge_args(g, scores, gate),
-                                         logits.defined() ? logits.data_ptr() : nullptr, outs.first.data_ptr(),
+  check_launch(cuda::scale_merge_forward(kind_of(c.scores[0]), merge_args(g, c.scores, c.gate),
+                                         c.logits.defined() ? c.logits.data_ptr() : nullptr, outs.first.data_ptr(),
                                          outs.second.numel() ? outs.second.data_ptr() : nullptr, stream()),
                "scale_merge");
   return {outs.first, outs.second};
@@ -111,30 +103,19 @@ std::tuple<std::vector<at::Tensor>, at::Tensor, at::Tensor> scale_merge_backward
   const MergeGeometry g = check_scale_merge_backward(grad_, scores_, mode, aux_, gate_, avg_weight);
   check_cuda(grad_, "scale_merge_backward", "grad");
   c10::cuda::CUDAGuard guard(grad_.device());
-  const auto scores = contiguous_all(scores_);
+  const MergeInputs c = contiguous_inputs(scores_, c10::nullopt, gate_);
   const at::Tensor grad = grad_.contiguous();
   const at::Tensor aux = aux_.contiguous();
-  const at::Tensor gate = gate_.has_value() ? gate_->contiguous() : at::Tensor();
-  std::vector<at::Tensor> gP;
+  MergeGrads out = alloc_merge_grads(g, c, grad);
+  if (out.trivial) return {out.scores, out.logits, out.gate};
   std::vector<void*> gp;
-  for (const auto& t : scores) {
-    gP.push_back(at::empty_like(t));
-    gp.push_back(gP.back().data_ptr());
-  }
-  at::Tensor g_logits = g.mode == kMergeAttention ? at::empty({g.N, g.S, g.H, g.W}, grad.options())
-                                                  : at::empty({0}, grad.options());
-  at::Tensor g_gate = gate.defined() ? at::empty_like(gate) : at::empty({0}, grad.options());
-  if (g.N == 0 || g.C == 0) {
-    for (auto& t : gP) t.zero_();
-    g_logits.zero_();
-    return {gP, g_logits, g_gate};
-  }
-  check_launch(cuda::scale_merge_backward(kind_of(grad), merge_args(g, scores, gate), grad.data_ptr(),
+  for (auto& t : out.scores) gp.push_back(t.data_ptr());
+  check_launch(cuda::scale_merge_backward(kind_of(grad), merge_args(g, c.scores, c.gate), grad.data_ptr(),
                                           aux.numel() ? aux.data_ptr() : nullptr, gp.data(),
-                                          g_logits.numel() ? g_logits.data_ptr() : nullptr,
-                                          gate.defined() ? g_gate.data_ptr() : nullptr, stream()),
+                                          out.logits.numel() ? out.logits.data_ptr() : nullptr,
+                                          c.gate.defined() ? out.gate.data_ptr() : nullptr, stream()),
                "scale_merge_backward");
-  return {gP, g_logits, g_gate};
+  return {out.scores, out.logits, out.gate};
 }
 
 std::tuple<at::Tensor, at::Tensor> upsample_argmax_cuda(const at::Tensor& scores_, at::IntArrayRef size,
