@@ -1,8 +1,9 @@
 // scale_merge on the CPU. Forward: blocks of output rows that resize every
 // scale on the fly (RowCache: x then y, Caffe's arithmetic) and merge it;
-// the S resized maps are never stored. Backward: a gather per scale (each input element sums its
-// footprint, rows then columns) and one pass per output row for the
-// attention logits and the gate. No atomics: bitwise reproducible.
+// the S resized maps are never stored. Backward: a gather per scale (each
+// input element sums its footprint, rows then columns) and one pass over
+// blocks of output rows for the attention logits and the gate. No atomics:
+// bitwise reproducible, and the same order as the CUDA kernels.
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
