@@ -9,7 +9,6 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from attn2scale import ops
-from attn2scale.ops import api
 
 R = ops.reference
 
