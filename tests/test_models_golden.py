@@ -155,6 +155,8 @@ def test_multiscale_sizes_and_gradients_reach_every_tower():
         MultiScaleNet(DeepLabLargeFOV(width_div=16), scales=(1.0, 0.6))
     with pytest.raises(ValueError, match="merge must be"):
         MultiScaleNet(DeepLabLargeFOV(width_div=16), merge="sum")
+    with pytest.raises(ValueError, match="avg_weight is only used"):
+        MultiScaleNet(DeepLabLargeFOV(width_div=16), merge="max", avg_weight=0.5)
 
 
 @pytest.mark.parametrize("merge", ["attention", "max", "avg"])
