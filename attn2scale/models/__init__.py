@@ -8,6 +8,7 @@ from torch import nn
 
 from .largefov import DeepLabLargeFOV
 from .multiscale import PYRAMID, AttentionHead, MultiScaleNet
+from .resnet_psp import PSPHead, ResNet34D8
 
 _REGISTRY: Dict[str, Callable[..., nn.Module]] = {}
 
@@ -33,11 +34,32 @@ def _attention_to_scale(
     return MultiScaleNet(backbone, scales=scales, merge=merge, att_hidden=512 // width_div, **kw)
 
 
+@register("resnet34_d8_psp")
+def _resnet34_d8_psp(
+    num_classes: int = 150, width_div: int = 1, psp: bool = True, bn: str = "frozen", scales=None, merge: str = "attention",
+    **kw,
+) -> nn.Module:
+    """ResNet34-dilated8 (+ PSP); with ``scales`` (e.g. (1.0, 0.5)) wrapped in the share-net."""
+    backbone = ResNet34D8(num_classes=num_classes, width_div=width_div, psp=psp, bn=bn)
+    if scales is None:
+        return backbone
+    return MultiScaleNet(backbone, scales=scales, merge=merge, att_hidden=512 // width_div, **kw)
+
+
 def build_model(name: str, **options) -> nn.Module:
-    """Build a registered model by name (``deeplab_largefov``, ``attention_to_scale``)."""
+    """Build a registered model by name (``deeplab_largefov``, ``attention_to_scale``, ``resnet34_d8_psp``)."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
     return _REGISTRY[name](**options)
 
 
-__all__ = ["AttentionHead", "DeepLabLargeFOV", "MultiScaleNet", "PYRAMID", "build_model", "register"]
+__all__ = [
+    "AttentionHead",
+    "DeepLabLargeFOV",
+    "MultiScaleNet",
+    "PSPHead",
+    "PYRAMID",
+    "ResNet34D8",
+    "build_model",
+    "register",
+]
