@@ -8,6 +8,7 @@ from torch import nn
 
 from .largefov import DeepLabLargeFOV
 from .multiscale import PYRAMID, AttentionHead, MultiScaleNet
+from .recalib import RecalibAttentionNet
 from .resnet_psp import PSPHead, ResNet34D8
 
 _REGISTRY: Dict[str, Callable[..., nn.Module]] = {}
@@ -34,6 +35,11 @@ def _attention_to_scale(
     return MultiScaleNet(backbone, scales=scales, merge=merge, att_hidden=512 // width_div, **kw)
 
 
+@register("recalib_attention")
+def _recalib_attention(num_classes: int = 21, width_div: int = 1, **kw) -> nn.Module:
+    return RecalibAttentionNet(num_classes=num_classes, width_div=width_div, **kw)
+
+
 @register("resnet34_d8_psp")
 def _resnet34_d8_psp(
     num_classes: int = 150, width_div: int = 1, psp: bool = True, bn: str = "frozen", scales=None, merge: str = "attention",
@@ -47,7 +53,8 @@ def _resnet34_d8_psp(
 
 
 def build_model(name: str, **options) -> nn.Module:
-    """Build a registered model by name (``deeplab_largefov``, ``attention_to_scale``, ``resnet34_d8_psp``)."""
+    """Build a registered model by name (``deeplab_largefov``, ``attention_to_scale``,
+    ``recalib_attention``, ``resnet34_d8_psp``)."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
     return _REGISTRY[name](**options)
@@ -59,6 +66,7 @@ __all__ = [
     "MultiScaleNet",
     "PSPHead",
     "PYRAMID",
+    "RecalibAttentionNet",
     "ResNet34D8",
     "build_model",
     "register",

@@ -41,8 +41,8 @@ class DeepLabLargeFOV(nn.Module):
         pool5a: add the official DeepLab v1 pool5a (AVE 3x3/1/1).
         dropout: dropout after fc6 and fc7 (0.5 in Caffe).
         fc_channels: fc6/fc7 width at ``width_div`` 1 (1024 for LargeFOV).
-        fc8_name: attribute name of the classifier (Caffe: ``fc8_${EXP}``);
-            the parameter is always reachable as ``self.fc8``.
+        head: build fc6-fc8; without them the module is the VGG trunk
+            (:meth:`trunk`) that other heads build on.
 
     ``forward`` returns ``(fc7, fc8)``. Pass a dict as ``blobs`` to collect
     every Caffe top blob (after in-place ReLU/Dropout, as Caffe stores them),
@@ -56,6 +56,7 @@ class DeepLabLargeFOV(nn.Module):
         pool5a: bool = False,
         dropout: float = 0.5,
         fc_channels: int = 1024,
+        head: bool = True,
     ):
         super().__init__()
         self.pool5a = pool5a
@@ -67,17 +68,19 @@ class DeepLabLargeFOV(nn.Module):
                 dil = 2 if stage == 4 else 1
                 self.add_module(name, nn.Conv2d(c_in, c_out, 3, padding=dil, dilation=dil))
                 c_in = c_out
-        fc = fc_channels // width_div
-        self.fc6 = nn.Conv2d(c_in, fc, 3, padding=12, dilation=12)
-        self.fc7 = nn.Conv2d(fc, fc, 1)
-        self.fc8 = nn.Conv2d(fc, num_classes, 1)
-        self.fc7_channels = fc
-        nn.init.normal_(self.fc8.weight, std=0.01)
-        nn.init.zeros_(self.fc8.bias)
+        self.trunk_channels = c_in
+        if head:
+            fc = fc_channels // width_div
+            self.fc6 = nn.Conv2d(c_in, fc, 3, padding=12, dilation=12)
+            self.fc7 = nn.Conv2d(fc, fc, 1)
+            self.fc8 = nn.Conv2d(fc, num_classes, 1)
+            self.fc7_channels = fc
+            nn.init.normal_(self.fc8.weight, std=0.01)
+            nn.init.zeros_(self.fc8.bias)
 
-    def forward(
-        self, x: torch.Tensor, blobs: Optional[Dict[str, torch.Tensor]] = None, suffix: str = ""
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def trunk(self, x: torch.Tensor, blobs: Optional[Dict[str, torch.Tensor]] = None, suffix: str = "") -> torch.Tensor:
+        """conv1_1 ... pool5 (and pool5a): the VGG trunk, stride 8."""
+
         def keep(name, t):
             if blobs is not None:
                 blobs[name + suffix] = t
@@ -91,6 +94,17 @@ class DeepLabLargeFOV(nn.Module):
             # Caffe AVE pooling divides by the window clipped at H + pad, i.e.
             # counts the padding: count_include_pad=True.
             x = keep("pool5a", F.avg_pool2d(x, 3, stride=1, padding=1, ceil_mode=True, count_include_pad=True))
+        return x
+
+    def forward(
+        self, x: torch.Tensor, blobs: Optional[Dict[str, torch.Tensor]] = None, suffix: str = ""
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        def keep(name, t):
+            if blobs is not None:
+                blobs[name + suffix] = t
+            return t
+
+        x = self.trunk(x, blobs, suffix)
         x = F.dropout(F.relu(self.fc6(x)), self.dropout, self.training)
         x = keep("fc6", x)
         fc7 = keep("fc7", F.dropout(F.relu(self.fc7(x)), self.dropout, self.training))
