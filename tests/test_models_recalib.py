@@ -51,16 +51,23 @@ def test_bias_variant_and_ablations():
         RecalibAttentionNet(width_div=16, recalibration="scale")
 
 
-def test_gradients_reach_every_parameter_and_compile():
-    model = small().train()
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet34_d8", "resnet34_d8_psp"])
+def test_gradients_reach_every_parameter_and_compile(backbone):
+    model = small(backbone=backbone).train()
     out = model(torch.randn(2, 3, 65, 65))
     loss = out["fusion"].square().mean() + sum(s.square().mean() for s in out["supervised"])
     loss.backward()
     for name, p in model.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reached {name}"
+        if p.requires_grad:  # frozen BatchNorm in the ResNet backbones
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reached {name}"
     model.eval()
     x = torch.randn(1, 3, 65, 65)
     with torch.no_grad():
         ref = model(x)["fusion"]
         got = torch.compile(model, fullgraph=True, backend="aot_eager")(x)["fusion"]
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_backbone():
+    with pytest.raises(ValueError, match="unknown backbone"):
+        small(backbone="resnet50")

@@ -36,8 +36,15 @@ def _attention_to_scale(
 
 
 @register("recalib_attention")
-def _recalib_attention(num_classes: int = 21, width_div: int = 1, **kw) -> nn.Module:
-    return RecalibAttentionNet(num_classes=num_classes, width_div=width_div, **kw)
+def _recalib_attention(num_classes: int = 21, width_div: int = 1, backbone: str = "vgg16", **kw) -> nn.Module:
+    """The follow-up model on ``backbone`` = "vgg16", "resnet34_d8" or "resnet34_d8_psp"."""
+    if backbone == "vgg16":
+        net = None
+    elif backbone in ("resnet34_d8", "resnet34_d8_psp"):
+        net = ResNet34D8(width_div=width_div, psp=backbone.endswith("psp"), head=False)
+    else:
+        raise ValueError(f"recalib_attention: unknown backbone {backbone!r}")
+    return RecalibAttentionNet(num_classes=num_classes, width_div=width_div, backbone=net, **kw)
 
 
 @register("resnet34_d8_psp")

@@ -111,6 +111,19 @@ class DeepLabLargeFOV(nn.Module):
         fc8 = keep("fc8", self.fc8(fc7))
         return fc7, fc8
 
+    @property
+    def stage_channels(self) -> List[int]:
+        """Widths of :meth:`stage_features` (pool2 .. pool5)."""
+        return [self.conv2_2.out_channels, self.conv3_3.out_channels, self.conv4_3.out_channels,
+                self.conv5_3.out_channels]
+
+    def stage_features(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """pool2 (stride 4), pool3, pool4, pool5 (stride 8): the multi-stage
+        features of the follow-up model."""
+        blobs: Dict[str, torch.Tensor] = {}
+        self.trunk(x, blobs)
+        return [blobs["pool2"], blobs["pool3"], blobs["pool4"], blobs["pool5"]]
+
     def caffe_param_groups(self) -> Iterator[Tuple[str, nn.Parameter, float, float]]:
         """(name, parameter, lr_mult, decay_mult) as in the Caffe prototxts:
         weights 1/1, biases 2/0; the classifier fc8 10/1 and 20/0."""

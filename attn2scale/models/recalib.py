@@ -4,10 +4,12 @@ Our reading of the follow-up paper's summary (``../shared/PAPER_TABLES.md``);
 every choice the summary leaves open is a constructor argument:
 
 * each scale's image (Caffe Interp pyramid, default scales 1 and 0.5) goes
-  through the shared VGG-16 trunk of DeepLab-LargeFOV;
-* **multi-stage features**: pool2, pool3, pool4 and pool5 of the trunk,
-  resized (Interp) to the resolution after the second pooling (stride 4) and
-  concatenated, hypercolumn style; without it, pool5 alone at stride 8;
+  through one shared backbone: the VGG-16 trunk of DeepLab-LargeFOV, or
+  ResNet34-dilated8 (optionally with PSP on its last stage);
+* **multi-stage features**: the backbone's four stage outputs (VGG: pool2 to
+  pool5; ResNet: layer1 to layer4/PSP), resized (Interp) to the resolution
+  after the second pooling (stride 4) and concatenated, hypercolumn style;
+  without it, the last stage alone at stride 8;
 * **diverse dilations**: each scale's stream has its own dilated 3x3 conv
   (default dilation 2 on the 1x stream, 12 on the 0.5x stream) -> ReLU ->
   Dropout -> 1x1 classifier giving that scale's scores P_s;
@@ -31,9 +33,6 @@ from torch import nn
 from .. import ops
 from .largefov import DeepLabLargeFOV
 from .multiscale import PYRAMID
-
-_STAGE_BLOBS = ("pool2", "pool3", "pool4", "pool5")
-
 
 def _branch(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, c_out, 1))
@@ -60,6 +59,7 @@ class RecalibAttentionNet(nn.Module):
         stream_channels: int = 512,
         branch_channels: int = 512,
         dropout: float = 0.5,
+        backbone: Optional[nn.Module] = None,
     ):
         super().__init__()
         scales = tuple(float(s) for s in scales)
@@ -70,12 +70,12 @@ class RecalibAttentionNet(nn.Module):
             raise ValueError(f"RecalibAttentionNet: unsupported scales {unknown}; known: {sorted(PYRAMID)}")
         if recalibration not in ("gate", "bias", None):
             raise ValueError(f"RecalibAttentionNet: recalibration must be 'gate', 'bias' or None, got {recalibration!r}")
-        self.backbone = DeepLabLargeFOV(num_classes=num_classes, width_div=width_div, head=False)
+        # Any module with stage_features(x) (stride 4, 8, 8, 8) and stage_channels.
+        self.backbone = backbone if backbone is not None else DeepLabLargeFOV(width_div=width_div, head=False)
         self.scales, self.multi_stage = scales, multi_stage
         self.location_attention, self.recalibration = location_attention, recalibration
         self.dropout = dropout
-        b = self.backbone
-        widths = [b.conv2_2.out_channels, b.conv3_3.out_channels, b.conv4_3.out_channels, b.conv5_3.out_channels]
+        widths = list(self.backbone.stage_channels)
         c_feat = sum(widths) if multi_stage else widths[-1]
         c_stream = stream_channels // width_div
         self.streams = nn.ModuleList(nn.Conv2d(c_feat, c_stream, 3, padding=d, dilation=d) for d in dilations)
@@ -85,12 +85,11 @@ class RecalibAttentionNet(nn.Module):
         self.recalib = _branch(c_cat, hidden, num_classes) if recalibration else None
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        blobs: Dict[str, torch.Tensor] = {}
-        pool5 = self.backbone.trunk(x, blobs=blobs)
+        stages = self.backbone.stage_features(x)
         if not self.multi_stage:
-            return pool5
-        size = tuple(blobs["pool2"].shape[-2:])
-        return torch.cat([blobs["pool2"]] + [ops.interp(blobs[k], size) for k in _STAGE_BLOBS[1:]], dim=1)
+            return stages[-1]
+        size = tuple(stages[0].shape[-2:])
+        return torch.cat([stages[0]] + [ops.interp(t, size) for t in stages[1:]], dim=1)
 
     def forward(self, image: torch.Tensor) -> Dict[str, object]:
         feats, scores = [], []

@@ -11,7 +11,7 @@ to SyncBatchNorm for distributed training, ``bn="train"`` is plain BatchNorm.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,8 @@ class ResNet34D8(nn.Module):
 
     ``forward`` returns ``(features, scores)`` like :class:`DeepLabLargeFOV`, so
     it plugs into :class:`MultiScaleNet`; ``fc7_channels`` is the feature width.
+    ``head=False`` drops the classifier for heads built on
+    :meth:`stage_features` (the follow-up model).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class ResNet34D8(nn.Module):
         bn: str = "frozen",
         psp_channels: int = 512,
         dropout: float = 0.1,
+        head: bool = True,
     ):
         super().__init__()
         if bn not in ("frozen", "sync", "train"):
@@ -95,7 +98,8 @@ class ResNet34D8(nn.Module):
             c_in = c
         self.psp = PSPHead(c_in, psp_channels // width_div, dropout=dropout) if psp else None
         self.fc7_channels = psp_channels // width_div if psp else c_in
-        self.classifier = nn.Conv2d(self.fc7_channels, num_classes, 1)
+        # Without the head (the classifier), only stage_features() is used.
+        self.classifier = nn.Conv2d(self.fc7_channels, num_classes, 1) if head else None
         self.bn_mode = bn
         if bn == "sync":
             nn.SyncBatchNorm.convert_sync_batchnorm(self)
@@ -113,9 +117,21 @@ class ResNet34D8(nn.Module):
                     m.eval()
         return self
 
-    def forward(
-        self, x: torch.Tensor, blobs: Optional[Dict[str, torch.Tensor]] = None, suffix: str = ""
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def stage_channels(self) -> List[int]:
+        """Widths of :meth:`stage_features`."""
+        top = self.fc7_channels if self.psp is not None else self.layer4[-1].conv2.out_channels
+        return [self.layer1[-1].conv2.out_channels, self.layer2[-1].conv2.out_channels,
+                self.layer3[-1].conv2.out_channels, top]
+
+    def stage_features(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """layer1 (stride 4), layer2, layer3, layer4 or PSP(layer4) (stride 8):
+        the multi-stage features of the follow-up model."""
+        blobs: Dict[str, torch.Tensor] = {}
+        top, _ = self._trunk(x, blobs)
+        return [blobs["layer1"], blobs["layer2"], blobs["layer3"], top]
+
+    def _trunk(self, x: torch.Tensor, blobs: Optional[Dict[str, torch.Tensor]], suffix: str = ""):
         # Ceil-mode stem pooling, like every pooling here: output sizes follow the
         # DeepLab rule (H-1)/8+1 (64 -> 9), so label decimation stays exact.
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1, ceil_mode=True)
@@ -123,5 +139,12 @@ class ResNet34D8(nn.Module):
             x = getattr(self, f"layer{i}")(x)
             if blobs is not None:
                 blobs[f"layer{i}{suffix}"] = x
-        feats = self.psp(x) if self.psp is not None else x
+        return (self.psp(x) if self.psp is not None else x), x
+
+    def forward(
+        self, x: torch.Tensor, blobs: Optional[Dict[str, torch.Tensor]] = None, suffix: str = ""
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.classifier is None:
+            raise RuntimeError("ResNet34D8 was built with head=False; use stage_features()")
+        feats, _ = self._trunk(x, blobs, suffix)
         return feats, self.classifier(feats)
