@@ -174,3 +174,37 @@ def test_compile_channels_last_and_autocast(merge):
             low = model(image)["fusion"]
     assert low.dtype == torch.bfloat16
     assert (low.float() - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
+@pytest.mark.parametrize("key", ["in_97x97", "in_64x80"])
+def test_largefov_with_pool5a_equals_bvlc_caffe(key):
+    """The official DeepLab v1 LargeFOV topology (pool5a) run by upstream BVLC
+    Caffe: every top blob and every pre-ReLU convolution, two input sizes (the
+    64x80 one tells Caffe's ceil pooling from floor)."""
+    h5py = pytest.importorskip("h5py")
+    path = require_shared("caffe", "golden", "largefov_slim", "largefov_slim.h5")
+    net = DeepLabLargeFOV(num_classes=21, width_div=8, pool5a=True).eval()
+    with h5py.File(path, "r") as f:
+        with torch.no_grad():
+            for name, p in net.named_parameters():
+                layer, kind = name.split(".")
+                p.copy_(torch.from_numpy(f[f"params/{layer}/{kind}"][()]).reshape(p.shape))
+        blobs = {}
+        image = torch.from_numpy(f[f"{key}/input"][()])
+        with torch.no_grad():
+            net(image, blobs=blobs)
+        refs = {k: torch.from_numpy(v[()]) for k, v in f[f"{key}/blobs"].items() if k not in ("data", "input")}
+        preact = {k: torch.from_numpy(v[()]) for k, v in f[f"{key}/preact"].items()}
+    missing = set(refs) - set(blobs)
+    assert not missing, f"blobs Caffe has and we do not: {sorted(missing)}"
+    for name, ref in refs.items():
+        close(blobs[name], ref, f"{key}/{name}")
+    # Pre-ReLU outputs: each convolution applied to Caffe's own input blob.
+    order = ["data"] + [b for b in blobs if b in refs]
+    inputs = dict(zip(order[1:], order[:-1]))
+    with torch.no_grad():
+        for name, ref in preact.items():
+            src = image if inputs[name] == "data" else refs[inputs[name]]
+            close(getattr(net, name)(src), ref, f"{key}/{name} before ReLU")
+    assert len(refs) == 22 and len(preact) == 16
+    assert blobs["fc8"].shape[-2:] == ((13, 13) if key == "in_97x97" else (9, 11))
