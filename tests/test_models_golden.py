@@ -151,6 +151,9 @@ def test_multiscale_sizes_and_gradients_reach_every_tower():
     out["fusion"].square().mean().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reached {name}"
+    plain = build_model("attention_to_scale", num_classes=5, width_div=16, extra_supervision=False).eval()
+    out = plain(image)
+    assert out["supervised"] == [] and out["label_shrink"] == [] and out["fusion"].shape == (2, 5, 13, 13)
     with pytest.raises(ValueError, match="unsupported scales"):
         MultiScaleNet(DeepLabLargeFOV(width_div=16), scales=(1.0, 0.6))
     with pytest.raises(ValueError, match="merge must be"):

@@ -64,6 +64,8 @@ class MultiScaleNet(nn.Module):
         avg_weight: per-scale weight of ``avg`` (default 1/S; the authors'
             prototxts use Caffe Power scale 0.33333 for three scales).
         att_hidden, att_dropout: the attention head's width and dropout.
+        extra_supervision: return each scale's supervised scores (E-Supv);
+            without it ``supervised`` and ``label_shrink`` are empty.
 
     ``forward`` returns a dict:
         ``fusion``: merged scores at the finest scale's resolution;
@@ -85,6 +87,7 @@ class MultiScaleNet(nn.Module):
         avg_weight: Optional[float] = None,
         att_hidden: int = 512,
         att_dropout: float = 0.5,
+        extra_supervision: bool = True,
     ):
         super().__init__()
         scales = tuple(float(s) for s in scales)
@@ -101,6 +104,7 @@ class MultiScaleNet(nn.Module):
         self.scales = scales
         self.merge = merge
         self.avg_weight = avg_weight
+        self.extra_supervision = extra_supervision
         self.attention = (
             AttentionHead(backbone.fc7_channels * len(scales), len(scales), att_hidden, att_dropout)
             if merge == "attention"
@@ -133,7 +137,7 @@ class MultiScaleNet(nn.Module):
         fusion, aux = ops.scale_merge(scores, size, self.merge, logits, None, self.avg_weight, return_aux=True)
         supervised: List[torch.Tensor] = []
         label_shrink: List[int] = []
-        for s, sc in zip(self.scales, scores):
+        for s, sc in zip(self.scales, scores if self.extra_supervision else []):
             if self._exact_decimation(s):
                 supervised.append(sc)
                 label_shrink.append(int(round(8 / s)))
