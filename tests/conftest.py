@@ -25,3 +25,19 @@ def require_shared(*parts: str) -> Path:
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(0)
+
+
+def assert_grads_reach_trainable(model) -> None:
+    """Every trainable parameter received a non-zero gradient."""
+    for name, p in model.named_parameters():
+        if p.requires_grad:  # frozen BatchNorm parameters are excluded
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reached {name}"
+
+
+def assert_compiles_like_eager(model, x: torch.Tensor) -> None:
+    """torch.compile(fullgraph=True) of the model in eval equals eager on x."""
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)["fusion"]
+        got = torch.compile(model, fullgraph=True, backend="aot_eager")(x)["fusion"]
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)

@@ -4,6 +4,7 @@ ablation switches, gradients and compile."""
 import pytest
 import torch
 
+from conftest import assert_compiles_like_eager, assert_grads_reach_trainable
 from attn2scale.models import RecalibAttentionNet, build_model
 from attn2scale.ops import reference as R
 
@@ -57,15 +58,8 @@ def test_gradients_reach_every_parameter_and_compile(backbone):
     out = model(torch.randn(2, 3, 65, 65))
     loss = out["fusion"].square().mean() + sum(s.square().mean() for s in out["supervised"])
     loss.backward()
-    for name, p in model.named_parameters():
-        if p.requires_grad:  # frozen BatchNorm in the ResNet backbones
-            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reached {name}"
-    model.eval()
-    x = torch.randn(1, 3, 65, 65)
-    with torch.no_grad():
-        ref = model(x)["fusion"]
-        got = torch.compile(model, fullgraph=True, backend="aot_eager")(x)["fusion"]
-    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    assert_grads_reach_trainable(model)
+    assert_compiles_like_eager(model, torch.randn(1, 3, 65, 65))
 
 
 def test_unknown_backbone():

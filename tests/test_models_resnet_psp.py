@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from conftest import assert_compiles_like_eager, assert_grads_reach_trainable
 from attn2scale.models import MultiScaleNet, PSPHead, ResNet34D8, build_model
 
 
@@ -57,12 +58,5 @@ def test_attention_to_scale_on_resnet(merge):
     assert out["fusion"].shape == (2, 6, 13, 13)
     assert [s.shape[-1] for s in out["supervised"]] == [13, 7] and out["label_shrink"] == [8, 16]
     out["fusion"].sum().backward()
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            assert p.grad is not None, f"no gradient reached {name}"
-    model.eval()
-    x = torch.randn(1, 3, 65, 65)
-    with torch.no_grad():
-        ref = model(x)["fusion"]
-        got = torch.compile(model, fullgraph=True, backend="aot_eager")(x)["fusion"]
-    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    assert_grads_reach_trainable(model)
+    assert_compiles_like_eager(model, torch.randn(1, 3, 65, 65))
