@@ -96,7 +96,7 @@ setup(
     description="Attention to Scale (Chen et al., CVPR 2016) in PyTorch, Caffe-faithful, with fused CPU/CUDA kernels",
     packages=find_packages(include=["attn2scale", "attn2scale.*"]),
     python_requires=">=3.10",
-    install_requires=["torch==2.14.1", "numpy"],
+    install_requires=["torch==2.14.1", "numpy", "protobuf>=4.21,<8", "safetensors>=0.4"],
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     zip_safe=False,

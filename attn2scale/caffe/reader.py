@@ -1,0 +1,377 @@
+"""Read Caffe files: text prototxts (net and solver) and binary caffemodels.
+
+Everything is parsed with the protobuf runtime against :mod:`.schema` and then
+brought to one form, the way Caffe's own ``UpgradeNetAsNeeded`` does:
+
+* legacy V1 ``layers { type: CONVOLUTION }`` become ``layer { type: "Convolution" }``
+  (``blobs_lr``/``weight_decay`` become ``param { lr_mult decay_mult }``, and a
+  V1 ``param: "name"`` becomes ``param { name }``);
+* net-level ``input:`` + ``input_dim``/``input_shape`` become one ``Input``
+  layer named ``"input"`` (Caffe's name for it);
+* a BVLC ``Input`` layer read from a *binary* file has its ``input_param`` at
+  field 143, where DeepLab's fork keeps ``interp_param``: it is re-read as an
+  InputParameter.
+
+Weights come out of :func:`caffemodel_blobs` as ``{layer: [np.ndarray, ...]}``
+in Caffe's own shapes, from ``shape`` or the legacy num/channels/height/width,
+float or double. Every failure raises :class:`CaffeFormatError` naming the file,
+and the layer where there is one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import schema
+
+PathLike = Union[str, os.PathLike]
+
+# A caffemodel holds little besides its weights; a shape that claims more
+# elements than any real net has is a corrupted file, not a big model.
+MAX_BLOB_ELEMENTS = 1 << 31
+
+
+class CaffeFormatError(ValueError):
+    """A Caffe file that cannot be read or does not fit its net."""
+
+
+# --------------------------------------------------------------------------
+# Placeholders of the DeepLab run scripts
+# --------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+def placeholders(text: str) -> List[str]:
+    """The ``${NAME}`` placeholders left in ``text``, sorted."""
+    return sorted(set(_PLACEHOLDER.findall(text)))
+
+
+def substitute(text: str, values: Mapping[str, object], *, source: str = "<text>", strict: bool = True) -> str:
+    """Replace ``${NAME}`` as the DeepLab scripts' ``sub.sed`` did.
+
+    With ``strict`` a placeholder without a value is an error that lists them.
+    """
+    missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
+    if missing and strict:
+        raise CaffeFormatError(
+            f"{source}: placeholders without a value: {', '.join('${' + m + '}' for m in missing)} "
+            f"(pass them as values={{...}}, e.g. NUM_LABELS=21)"
+        )
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), text)
+
+
+# --------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------
+
+def _read_text(path: PathLike) -> str:
+    p = Path(path)
+    data = _read_bytes(p)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CaffeFormatError(f"{p}: not a text prototxt (byte {exc.start} is not UTF-8); "
+                               "is this a binary .caffemodel?") from exc
+
+
+def parse_net_text(text: str, *, source: str = "<text>", values: Optional[Mapping[str, object]] = None):
+    """A NetParameter from prototxt text, placeholders substituted, upgraded to V2 layers."""
+    from google.protobuf import text_format
+
+    if values is not None or placeholders(text):
+        text = substitute(text, values or {}, source=source)
+    net = schema.NetParameter()
+    try:
+        text_format.Parse(text, net)
+    except text_format.ParseError as exc:
+        raise CaffeFormatError(f"{source}: not a valid net prototxt: {exc}") from exc
+    return upgrade_net(net, source=source)
+
+
+def read_net_prototxt(path: PathLike, values: Optional[Mapping[str, object]] = None):
+    """Read a net ``.prototxt`` (V2, V1; DeepLab extensions) into an upgraded NetParameter."""
+    return parse_net_text(_read_text(path), source=str(path), values=values)
+
+
+def read_solver_prototxt(path: PathLike, values: Optional[Mapping[str, object]] = None):
+    """Read a ``solver.prototxt`` into a SolverParameter."""
+    from google.protobuf import text_format
+
+    text = _read_text(path)
+    if values is not None or placeholders(text):
+        text = substitute(text, values or {}, source=str(path))
+    solver = schema.SolverParameter()
+    try:
+        text_format.Parse(text, solver)
+    except text_format.ParseError as exc:
+        raise CaffeFormatError(f"{path}: not a valid solver prototxt: {exc}") from exc
+    return solver
+
+
+def _parse_binary(data: bytes, source: str):
+    from google.protobuf.message import DecodeError
+
+    if not data:
+        raise CaffeFormatError(f"{source}: empty file, not a caffemodel")
+    net = schema.NetParameter()
+    try:
+        net.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise CaffeFormatError(
+            f"{source}: not a valid binary caffemodel ({len(data)} bytes; truncated or corrupted?): {exc}"
+        ) from exc
+    if not net.layer and not net.layers:
+        raise CaffeFormatError(f"{source}: parsed as a NetParameter but holds no layers; not a caffemodel?")
+    return net
+
+
+def _read_bytes(path: PathLike) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CaffeFormatError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def parse_caffemodel_bytes(data: bytes, *, source: str = "<bytes>"):
+    """A NetParameter from the bytes of a binary ``.caffemodel``, upgraded to V2 layers."""
+    return upgrade_net(_parse_binary(data, source), source=source)
+
+
+def read_caffemodel(path: PathLike):
+    """Read a binary ``.caffemodel`` (V2 ``layer``, V1 ``layers``) into an upgraded NetParameter."""
+    return parse_caffemodel_bytes(_read_bytes(path), source=str(path))
+
+
+# --------------------------------------------------------------------------
+# Upgrading V1 / net-level inputs to the V2 form
+# --------------------------------------------------------------------------
+
+# V1 enum names whose V2 type string is not the CamelCase of the words.
+_V1_TYPE_IRREGULAR = {
+    "NONE": "",
+    "ABSVAL": "AbsVal",
+    "ARGMAX": "ArgMax",
+    "BNLL": "BNLL",
+    "HDF5_DATA": "HDF5Data",
+    "HDF5_OUTPUT": "HDF5Output",
+    "IM2COL": "Im2col",
+    "LRN": "LRN",
+    "MVN": "MVN",
+    "PRELU": "PReLU",
+    "RELU": "ReLU",
+    "SOFTMAX_LOSS": "SoftmaxWithLoss",
+    "TANH": "TanH",
+    "DENSE_CRF": "DenseCRF",
+}
+
+
+def v1_type_name(enum_name: str) -> str:
+    """The V2 type string of a V1 LayerType enum name (CONVOLUTION -> "Convolution")."""
+    if enum_name in _V1_TYPE_IRREGULAR:
+        return _V1_TYPE_IRREGULAR[enum_name]
+    return "".join(w.capitalize() for w in enum_name.split("_"))
+
+
+def _v1_to_v2(v1, index: int, source: str):
+    layer = schema.LayerParameter()
+    if v1.HasField("layer"):
+        raise CaffeFormatError(
+            f"{source}: layer #{index} is in the V0 format (layers {{ layer {{ ... }} }}); "
+            "only its weights can be read (caffemodel_blobs), not its topology"
+        )
+    enum = schema.V1LayerParameter.LayerType
+    layer.name = v1.name
+    layer.type = v1_type_name(enum.Name(v1.type))
+    layer.bottom.extend(v1.bottom)
+    layer.top.extend(v1.top)
+    layer.loss_weight.extend(v1.loss_weight)
+    layer.blobs.extend(v1.blobs)
+    for rule_src, rule_dst in ((v1.include, layer.include), (v1.exclude, layer.exclude)):
+        for r in rule_src:
+            rule_dst.add().CopyFrom(r)
+    n_param = max(len(v1.param), len(v1.blobs_lr), len(v1.weight_decay), len(v1.blob_share_mode))
+    for i in range(n_param):
+        spec = layer.param.add()
+        if i < len(v1.param):
+            spec.name = v1.param[i]
+        if i < len(v1.blobs_lr):
+            spec.lr_mult = v1.blobs_lr[i]
+        if i < len(v1.weight_decay):
+            spec.decay_mult = v1.weight_decay[i]
+        if i < len(v1.blob_share_mode):
+            spec.share_mode = v1.blob_share_mode[i]
+    # Per-type parameter messages carry the same names in V1 and V2.
+    v2_fields = schema.LayerParameter.DESCRIPTOR.fields_by_name
+    for fd, value in v1.ListFields():
+        if fd.name.endswith("_param") and fd.name in v2_fields:
+            getattr(layer, fd.name).CopyFrom(value)
+    return layer
+
+
+def _net_inputs_to_layer(net, source: str):
+    """Net-level ``input`` + ``input_dim``/``input_shape`` as one Input layer (Caffe's UpgradeNetInput)."""
+    names = list(net.input)
+    layer = schema.LayerParameter(name="input", type="Input")
+    layer.top.extend(names)
+    if net.input_shape:
+        if len(net.input_shape) not in (1, len(names)):
+            raise CaffeFormatError(f"{source}: {len(names)} net inputs but {len(net.input_shape)} input_shape entries")
+        shapes = [net.input_shape[i if len(net.input_shape) > 1 else 0] for i in range(len(names))]
+        for s in shapes:
+            layer.input_param.shape.add().CopyFrom(s)
+    elif net.input_dim:
+        if len(net.input_dim) != 4 * len(names):
+            raise CaffeFormatError(
+                f"{source}: {len(names)} net inputs need {4 * len(names)} input_dim values, got {len(net.input_dim)}"
+            )
+        for i in range(len(names)):
+            layer.input_param.shape.add().dim.extend(net.input_dim[4 * i: 4 * i + 4])
+    return layer
+
+
+def upgrade_net(net, *, source: str = "<net>"):
+    """Return a NetParameter with only V2 ``layer`` entries (a new message; ``net`` is not changed)."""
+    out = schema.NetParameter()
+    out.CopyFrom(net)
+    if net.layers and net.layer:
+        raise CaffeFormatError(f"{source}: mixes V1 'layers' and V2 'layer' entries; Caffe refuses such nets")
+    del out.layers[:]
+    del out.layer[:]
+    del out.input[:]
+    del out.input_dim[:]
+    del out.input_shape[:]
+    if net.input:
+        out.layer.add().CopyFrom(_net_inputs_to_layer(net, source))
+    elif net.input_dim or net.input_shape:
+        raise CaffeFormatError(f"{source}: input_dim/input_shape given without 'input' names")
+    for i, v1 in enumerate(net.layers):
+        out.layer.add().CopyFrom(_v1_to_v2(v1, i, source))
+    for layer in net.layer:
+        new = out.layer.add()
+        new.CopyFrom(layer)
+        if new.type == "Input" and new.HasField("interp_param") and not new.input_param.shape:
+            # Binary BVLC file: field 143 is input_param there, interp_param in the fork.
+            raw = new.interp_param.SerializeToString()
+            new.ClearField("interp_param")
+            new.input_param.ParseFromString(raw)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Phase / state rules (Caffe's Net::FilterNet)
+# --------------------------------------------------------------------------
+
+def _phase_value(phase: Union[str, int]) -> int:
+    if isinstance(phase, str):
+        try:
+            return schema.Phase.Value(phase.upper())
+        except ValueError:
+            raise ValueError(f"phase must be 'TRAIN' or 'TEST', got {phase!r}") from None
+    return int(phase)
+
+
+def _rule_matches(rule, phase: int, level: int, stages: Sequence[str]) -> bool:
+    if rule.HasField("phase") and rule.phase != phase:
+        return False
+    if rule.HasField("min_level") and level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and level > rule.max_level:
+        return False
+    if any(s not in stages for s in rule.stage):
+        return False
+    if any(s in stages for s in rule.not_stage):
+        return False
+    return True
+
+
+def layer_included(layer, phase: Union[str, int], level: int = 0, stages: Sequence[str] = ()) -> bool:
+    """Whether ``layer`` is part of the net in ``phase`` (include/exclude rules as Caffe applies them)."""
+    ph = _phase_value(phase)
+    if layer.include and layer.exclude:
+        raise CaffeFormatError(f"layer {layer.name!r}: has both include and exclude rules; Caffe refuses that")
+    if layer.include:
+        return any(_rule_matches(r, ph, level, stages) for r in layer.include)
+    return not any(_rule_matches(r, ph, level, stages) for r in layer.exclude)
+
+
+def filter_phase(net, phase: Union[str, int], level: int = 0, stages: Sequence[str] = ()) -> List:
+    """The layers of an upgraded ``net`` that run in ``phase``, in order."""
+    return [layer for layer in net.layer if layer_included(layer, phase, level, stages)]
+
+
+# --------------------------------------------------------------------------
+# Blobs
+# --------------------------------------------------------------------------
+
+def blob_shape(blob) -> tuple:
+    """The shape a BlobProto declares: ``shape.dim`` or the legacy 4-D num/channels/height/width."""
+    if blob.HasField("shape"):
+        return tuple(int(d) for d in blob.shape.dim)
+    if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
+        return (int(blob.num), int(blob.channels), int(blob.height), int(blob.width))
+    n = len(blob.data) or len(blob.double_data)
+    return (n,)
+
+
+def blob_to_array(blob, *, where: str = "blob") -> np.ndarray:
+    """A BlobProto's data as a numpy array in its declared shape (float32 or float64)."""
+    shape = blob_shape(blob)
+    if any(d < 0 for d in shape):
+        raise CaffeFormatError(f"{where}: negative dimension in shape {shape}")
+    count = 1
+    for d in shape:
+        count *= d
+        if count > MAX_BLOB_ELEMENTS:
+            raise CaffeFormatError(f"{where}: shape {shape} claims more than {MAX_BLOB_ELEMENTS} elements")
+    if len(blob.double_data):
+        if len(blob.data):
+            raise CaffeFormatError(f"{where}: holds both float data and double_data")
+        values, dtype = blob.double_data, np.float64
+    else:
+        values, dtype = blob.data, np.float32
+    if len(values) != count:
+        raise CaffeFormatError(
+            f"{where}: shape {shape} needs {count} values, the file holds {len(values)}"
+        )
+    return np.asarray(values, dtype=dtype).reshape(shape)
+
+
+def caffemodel_blobs(net, *, source: str = "<caffemodel>") -> Dict[str, List[np.ndarray]]:
+    """``{layer name: [arrays]}`` for every layer of ``net`` that stores blobs.
+
+    ``net`` is a NetParameter as read by :func:`read_caffemodel` (or a raw one:
+    V1 and V0 layers are read here too, so V0 weights load though V0 nets do not build).
+    """
+    out: Dict[str, List[np.ndarray]] = {}
+
+    def add(name: str, blobs: Iterable) -> None:
+        blobs = list(blobs)
+        if not blobs:
+            return
+        if name in out:
+            raise CaffeFormatError(f"{source}: two layers named {name!r} both store weights")
+        out[name] = [blob_to_array(b, where=f"{source}: layer {name!r} blob {i}") for i, b in enumerate(blobs)]
+
+    for layer in net.layer:
+        add(layer.name, layer.blobs)
+    for v1 in net.layers:
+        if v1.HasField("layer"):
+            add(v1.layer.name, v1.layer.blobs)
+        else:
+            add(v1.name, v1.blobs)
+    return out
+
+
+def load_caffemodel_blobs(path: PathLike) -> Dict[str, List[np.ndarray]]:
+    """Read a caffemodel (V2, V1 or V0) and return its weights as ``{layer: [arrays]}``."""
+    net = _parse_binary(_read_bytes(path), str(path))
+    blobs = caffemodel_blobs(net, source=str(path))
+    if not blobs:
+        raise CaffeFormatError(f"{path}: holds no weights (no layer has blobs); not a trained caffemodel?")
+    return blobs
