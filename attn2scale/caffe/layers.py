@@ -679,7 +679,12 @@ class SoftmaxWithLoss(CaffeLayer):
             raise self.fail(f"label {tuple(lab)} must hold one value per position of the scores {tuple(s)} "
                             f"({outer} x {inner} = {outer * inner}); are they the same H x W?")
         lp_ = lp.loss_param
-        self.ignore = int(lp_.ignore_label) if lp_.HasField("ignore_label") else None
+        # BVLC's one ignore label, plus any of DeepLab's repeated softmax_loss_param.ignore_label.
+        self.ignore = [int(lp_.ignore_label)] if lp_.HasField("ignore_label") else []
+        fork = lp.softmax_loss_param
+        self.ignore += [int(v) for v in fork.ignore_label if int(v) not in self.ignore]
+        if fork.weight_source:
+            raise self.fail(f"per-class loss weights (weight_source {fork.weight_source!r}) are not supported")
         modes = schema.LossParameter.NormalizationMode
         if lp_.HasField("normalization"):
             self.norm = modes.Name(lp_.normalization)
@@ -694,13 +699,14 @@ class SoftmaxWithLoss(CaffeLayer):
         # positions x classes, in Caffe's (outer, inner) order
         p = prob.movedim(self.axis, -1).reshape(-1, c)
         lab = label.detach().reshape(-1).long()
-        valid = torch.ones_like(lab, dtype=torch.bool) if self.ignore is None else lab != self.ignore
+        valid = torch.ones_like(lab, dtype=torch.bool)
+        for v in self.ignore:
+            valid &= lab != v
         if scores.device.type != "meta":
             bad = valid & ((lab < 0) | (lab >= c))
             if bool(bad.any()):
                 raise self.fail(f"label values must be in 0..{c - 1}"
-                                f"{'' if self.ignore is None else f' or {self.ignore} (ignored)'}; "
-                                f"found {int(lab[bad][0])}")
+                                f"{f' or ignored {self.ignore}' if self.ignore else ''}; found {int(lab[bad][0])}")
         safe = torch.where(valid, lab, torch.zeros_like(lab))
         picked = p.gather(1, safe[:, None])[:, 0]
         nll = -torch.log(picked)
@@ -712,7 +718,7 @@ class SoftmaxWithLoss(CaffeLayer):
         if self.norm == "FULL":
             norm = float(outer * inner)
         elif self.norm == "VALID":
-            norm = valid.sum().to(scores.dtype) if self.ignore is not None else float(outer * inner)
+            norm = valid.sum().to(scores.dtype) if self.ignore else float(outer * inner)
         elif self.norm == "BATCH_SIZE":
             norm = float(outer)
         else:

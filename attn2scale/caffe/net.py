@@ -141,6 +141,9 @@ class CaffeNet(nn.Module):
                 self.skipped.append(lp.name)
                 dropped_blobs.update(t for t in lp.top if t not in lp.bottom or lp.type in skip_types)
                 continue
+            if not lp.top and lp.type.endswith("Loss"):
+                # Caffe gives a loss layer without a top an anonymous one (AutoTopBlobs); name it after the layer.
+                lp.top.append(lp.name if lp.name not in meta else f"{lp.name}(automatic)")
             missing = [b for b in lp.bottom if b not in meta]
             if missing:
                 raise CaffeFormatError(

@@ -188,6 +188,8 @@ def _v1_to_v2(v1, index: int, source: str):
     enum = schema.V1LayerParameter.LayerType
     layer.name = v1.name
     layer.type = v1_type_name(enum.Name(v1.type))
+    if layer.type == "ImageSegData" and (v1.bottom or v1.HasField("convolution_param")):
+        layer.type = "Deconvolution"  # V1 value 39 is DeepLab's IMAGE_SEG_DATA and BVLC's DECONVOLUTION
     layer.bottom.extend(v1.bottom)
     layer.top.extend(v1.top)
     layer.loss_weight.extend(v1.loss_weight)
@@ -211,6 +213,13 @@ def _v1_to_v2(v1, index: int, source: str):
     for fd, value in v1.ListFields():
         if fd.name.endswith("_param") and fd.name in v2_fields:
             getattr(layer, fd.name).CopyFrom(value)
+    if v1.HasField("softmaxloss_param"):
+        # DeepLab v1's SoftmaxWithLoss options: the ignore label is the later loss_param's.
+        layer.softmax_loss_param.CopyFrom(v1.softmaxloss_param)
+        ignore = list(v1.softmaxloss_param.ignore_label)
+        if len(ignore) == 1 and not layer.loss_param.HasField("ignore_label"):
+            layer.loss_param.ignore_label = ignore[0]
+            layer.softmax_loss_param.ClearField("ignore_label")
     return layer
 
 
