@@ -1,0 +1,285 @@
+"""The converter: caffemodel -> safetensors + sidecar, verification, atomic writes, CLI.
+
+Small nets are made here (prototxt text + a caffemodel written with the
+project's schema), so these tests run without ../shared; the ones that convert
+the real golden files skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attn2scale.caffe import CaffeFormatError, CaffeNet, schema
+from attn2scale.caffe.convert import (
+    convert_caffe,
+    eval_split_warning,
+    load_converted,
+    save_converted,
+    split_contains,
+)
+from attn2scale.caffe.reader import parse_net_text
+from attn2scale.cli.convert import main as cli_main
+from conftest import REPO, require_shared
+
+TINY = """
+name: "tiny"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 12 dim: 12 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }
+layer { name: "score" type: "Convolution" bottom: "pool1" top: "score" convolution_param { num_output: 2 kernel_size: 1 } }
+layer { name: "up" type: "Interp" bottom: "score" top: "up" interp_param { zoom_factor: 2 } }
+"""
+
+
+def write_caffemodel(path: Path, layers: dict, v1: bool = False) -> Path:
+    """A caffemodel holding ``{layer: [arrays]}`` (V2 ``shape`` blobs, or V1 legacy 4-D ones)."""
+    net = schema.NetParameter(name="written-by-test")
+    for name, arrays in layers.items():
+        lp = net.layers.add() if v1 else net.layer.add()
+        lp.name = name
+        if v1:
+            lp.type = schema.V1LayerParameter.LayerType.Value("CONVOLUTION")
+        else:
+            lp.type = "Convolution"
+        for a in arrays:
+            b = lp.blobs.add()
+            a = np.asarray(a, np.float32)
+            if v1:
+                dims = (1,) * (4 - a.ndim) + a.shape
+                b.num, b.channels, b.height, b.width = dims
+            else:
+                b.shape.dim.extend(a.shape)
+            b.data.extend(a.reshape(-1).tolist())
+    path.write_bytes(net.SerializeToString())
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    proto = tmp_path / "tiny.prototxt"
+    proto.write_text(TINY)
+    g = np.random.default_rng(0)
+    weights = {"conv1": [g.normal(size=(4, 3, 3, 3)), g.normal(size=4)],
+               "score": [g.normal(size=(2, 4, 1, 1)), g.normal(size=2)]}
+    model = write_caffemodel(tmp_path / "tiny.caffemodel", weights)
+    return proto, model, weights
+
+
+def test_builder_conversion_roundtrip_and_sidecar(tiny, tmp_path):
+    proto, model, weights = tiny
+    out = tmp_path / "tiny.safetensors"
+    res = convert_caffe(model, prototxt=proto, out=out, split="train_aug")
+    state, meta = load_converted(out)
+    assert sorted(state) == ["conv1.bias", "conv1.weight", "score.bias", "score.weight"]
+    for layer, arrays in weights.items():
+        assert torch.equal(state[f"{layer}.weight"], torch.from_numpy(arrays[0].astype(np.float32)))
+        assert torch.equal(state[f"{layer}.bias"], torch.from_numpy(arrays[1].astype(np.float32)))
+    src = meta["source"]
+    assert src["file"] == "tiny.caffemodel" and src["bytes"] == model.stat().st_size
+    assert src["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert meta["prototxt"]["sha256"] == hashlib.sha256(proto.read_bytes()).hexdigest()
+    assert meta["name_map"] == {"conv1/0": "conv1.weight", "conv1/1": "conv1.bias",
+                                "score/0": "score.weight", "score/1": "score.bias"}
+    assert meta["training"]["split"] == "train_aug"
+    # The converted weights run the same net as the original blobs.
+    net = CaffeNet(parse_net_text(TINY), "TEST")
+    net.load_blobs(weights)
+    x = torch.randn(1, 3, 12, 12)
+    assert torch.equal(net(x)["up"], res.model(x)["up"])
+    assert net(x)["up"].shape == (1, 2, 13, 13)  # 12 -> ceil pooling 7 -> zoom 2: 13
+
+
+def test_refuses_to_overwrite_unless_forced(tiny, tmp_path):
+    proto, model, _ = tiny
+    out = tmp_path / "w.safetensors"
+    convert_caffe(model, prototxt=proto, out=out)
+    before = out.read_bytes()
+    with pytest.raises(FileExistsError, match="exists; pass force=True"):
+        convert_caffe(model, prototxt=proto, out=out)
+    assert out.read_bytes() == before
+    convert_caffe(model, prototxt=proto, out=out, force=True)
+
+
+def test_failed_write_leaves_nothing(tiny, tmp_path, monkeypatch):
+    """Write-then-rename: a crash in the middle of writing leaves neither file nor temporary."""
+    import safetensors.torch as st
+
+    proto, model, _ = tiny
+    out = tmp_path / "w.safetensors"
+
+    def broken(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(st, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        convert_caffe(model, prototxt=proto, out=out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.caffemodel", "tiny.prototxt"]
+
+
+def test_sidecar_failure_removes_the_weights(tiny, tmp_path, monkeypatch):
+    proto, model, _ = tiny
+    out = tmp_path / "w.safetensors"
+    real = Path.write_text
+
+    def broken(self, *a, **k):
+        if self.name.startswith(".w.json"):
+            raise OSError("no space for the sidecar")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", broken)
+    with pytest.raises(OSError, match="sidecar"):
+        convert_caffe(model, prototxt=proto, out=out)
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_verify_passes_and_fails(tiny, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    proto, model, weights = tiny
+    net = CaffeNet(parse_net_text(TINY), "TEST")
+    net.load_blobs(weights)
+    x = torch.randn(1, 3, 12, 12)
+    with torch.no_grad():
+        blobs = net(x)
+    ref = tmp_path / "ref.h5"
+    with h5py.File(ref, "w") as f:
+        f["case/input"] = x.numpy()
+        for k in ("conv1", "pool1", "score", "up"):
+            f[f"case/blobs/{k}"] = blobs[k].numpy()
+        f["case/blobs/up_wrong"] = blobs["up"].numpy()
+    good = tmp_path / "good.h5"
+    with h5py.File(good, "w") as f:
+        f["input"] = x.numpy()
+        f["blobs/up"] = blobs["up"].numpy()
+        f["blobs/score"] = (blobs["score"] * 1.001).numpy()  # 1e-3 off
+    res = convert_caffe(model, prototxt=proto, verify=f"{ref}:case", out=tmp_path / "a.safetensors")
+    # up_wrong is not a blob of the net: the report fails and nothing is written.
+    assert not res.verify.ok and res.verify.missing == ["up_wrong"]
+    assert not (tmp_path / "a.safetensors").exists()
+    res = convert_caffe(model, prototxt=proto, verify=str(good))
+    errs = {e.blob: e.rel for e in res.verify.errors}
+    assert errs["up"] == 0.0 and 5e-4 < errs["score"] < 2e-3 and not res.verify.ok
+    assert "FAIL" in "\n".join(res.verify.lines())
+
+
+def test_shape_mismatch_and_missing_layers_are_named(tiny, tmp_path):
+    proto, _, weights = tiny
+    bad = write_caffemodel(tmp_path / "bad.caffemodel", {**weights, "score": [np.zeros((3, 4, 1, 1)), np.zeros(3)]})
+    with pytest.raises(CaffeFormatError, match=r"bad.caffemodel: layer 'score' blob 0 \(weight\) has shape \(3, 4, 1, 1\)"
+                                               r" in the file, the net needs \(2, 4, 1, 1\)"):
+        convert_caffe(bad, prototxt=proto)
+    partial = write_caffemodel(tmp_path / "partial.caffemodel", {"conv1": weights["conv1"]})
+    with pytest.raises(CaffeFormatError, match=r"layers without weights in the file \['score'\]"):
+        convert_caffe(partial, prototxt=proto)
+    extra = write_caffemodel(tmp_path / "extra.caffemodel", {**weights, "fc9": [np.zeros((2, 2))]})
+    with pytest.raises(CaffeFormatError, match=r"weights for layers the net lacks \['fc9'\]"):
+        convert_caffe(extra, prototxt=proto)
+    res = convert_caffe(partial, prototxt=proto, allow_missing=True)
+    assert res.meta["not_converted"] == ["score: not in the caffemodel"]
+
+
+def test_legacy_v1_blobs_load_into_v2_shapes(tiny, tmp_path):
+    proto, _, weights = tiny
+    v1 = write_caffemodel(tmp_path / "v1.caffemodel", weights, v1=True)
+    res = convert_caffe(v1, prototxt=proto)
+    assert torch.equal(res.state["score.bias"], torch.from_numpy(weights["score"][1].astype(np.float32)))
+
+
+def test_split_warning():
+    assert split_contains("trainval_aug", "val") and split_contains("trainval", "val")
+    assert not split_contains("train_aug", "val") and not split_contains(None, "val")
+    meta = {"source": {"file": "train2_iter_8000.caffemodel"}, "training": {"split": "trainval_aug"}}
+    assert "overstates" in eval_split_warning(meta, "val")
+    assert eval_split_warning(meta, "test") is None
+
+
+def test_load_converted_warns_on_train_plus_val(tiny, tmp_path):
+    proto, model, _ = tiny
+    out = tmp_path / "tv.safetensors"
+    convert_caffe(model, prototxt=proto, out=out, split="trainval_aug")
+    with pytest.warns(UserWarning, match="trained on 'trainval_aug', which contains 'val'"):
+        load_converted(out, eval_split="val")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_converted(out, eval_split="test")
+
+
+def test_training_split_is_read_from_the_prototxt(tmp_path):
+    text = TINY.replace('layer { name: "data" type: "Input"', '''layer { name: "d" type: "ImageSegData" top: "data" top: "label"
+      image_data_param { source: "voc12/list/trainval_aug.txt" batch_size: 1 } transform_param { crop_size: 12 }
+      include { phase: TRAIN } }
+layer { name: "data" type: "Input" include { phase: TEST }''')
+    proto = tmp_path / "t.prototxt"
+    proto.write_text(text)
+    g = np.random.default_rng(1)
+    model = write_caffemodel(tmp_path / "m.caffemodel", {"conv1": [g.normal(size=(4, 3, 3, 3)), g.normal(size=4)],
+                                                         "score": [g.normal(size=(2, 4, 1, 1)), g.normal(size=2)]})
+    res = convert_caffe(model, prototxt=proto)
+    assert res.meta["training"]["split"] == "trainval_aug"
+
+
+def test_cli_exit_codes_and_messages(tiny, tmp_path, capsys):
+    proto, model, _ = tiny
+    out = tmp_path / "c.safetensors"
+    assert cli_main([str(model), "--prototxt", str(proto), "--out", str(out)]) == 0
+    assert "4 tensors" in capsys.readouterr().out
+    assert cli_main([str(model), "--prototxt", str(proto), "--out", str(out)]) == 1
+    assert "exists; pass force=True" in capsys.readouterr().err
+    assert cli_main([str(tmp_path / "nope.caffemodel"), "--out", str(out), "--force"]) == 1
+    assert "nope.caffemodel: cannot read" in capsys.readouterr().err
+    assert cli_main([str(model), "--prototxt", str(proto)]) == 2
+
+
+def test_tool_script_runs(tiny, tmp_path):
+    proto, model, _ = tiny
+    out = tmp_path / "s.safetensors"
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "convert_caffe.py"), str(model), "--prototxt", str(proto),
+                        "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert out.exists() and out.with_suffix(".json").exists()
+    r = subprocess.run([sys.executable, "-m", "attn2scale", "convert", "--help"], capture_output=True, text=True,
+                       timeout=120, cwd=REPO)
+    assert r.returncode == 0 and "--verify" in r.stdout
+
+
+def test_save_converted_refuses_bad_names(tmp_path):
+    with pytest.raises(ValueError, match="must end in .safetensors"):
+        save_converted({}, {}, tmp_path / "x.pt")
+    with pytest.raises(FileNotFoundError, match="output folder does not exist"):
+        save_converted({}, {}, tmp_path / "no" / "x.safetensors")
+
+
+# --------------------------------------------------------------------------
+# Real files: the authors' fork weights into the hand-written share-net
+# --------------------------------------------------------------------------
+
+def test_fork_weights_into_the_attention_model_verify_against_caffe(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    fork = require_shared("caffe", "golden", "authors_fork")
+    ref = tmp_path / "attention47.h5"
+    with h5py.File(ref, "w") as f:
+        f["input"] = np.load(fork / "attention47" / "train" / "data.npy")
+        for p in (fork / "attention47" / "train" / "blobs").glob("*.npy"):
+            f[f"blobs/{p.stem}"] = np.load(p)
+    out = tmp_path / "a47.safetensors"
+    res = convert_caffe(fork / "weights" / "golden_weights.caffemodel", target="attention_to_scale",
+                        prototxt=fork / "attention47" / "train_golden.prototxt", out=out, verify=str(ref))
+    assert res.verify.ok, "\n".join(res.verify.lines())
+    compared = {e.blob for e in res.verify.errors}
+    assert {"fc8_fusion", "fc8_voc10_part", "fc8_voc10_part_res05", "att_fc", "fc7_concat"} <= compared
+    assert len(compared) >= 60
+    assert res.meta["model_options"] == {"width_div": 8, "num_classes": 7, "merge": "attention",
+                                         "scales": [1.0, 0.75, 0.5]}
+    state, meta = load_converted(out)
+    assert "backbone.fc8.weight" in state and meta["name_map"]["fc8_voc10_part/0"] == "backbone.fc8.weight"
