@@ -8,7 +8,6 @@ the real golden files skip when it is absent.
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 import warnings

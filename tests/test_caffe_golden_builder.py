@@ -16,7 +16,8 @@ import torch
 
 from attn2scale.caffe import CaffeNet, load_caffemodel_blobs, read_caffemodel
 from attn2scale.caffe.convert import convert_caffe
-from conftest import require_shared
+from attn2scale.caffe.reader import parse_net_text
+from conftest import require_shared, shared_dir
 
 h5py = pytest.importorskip("h5py")
 
@@ -301,3 +302,47 @@ def test_fork_merge_runs_fused_and_equals_caffe(case, fork_inputs):
     a = net.objective(blobs)
     b = unfused.objective(unfused({"data": data, "label": label}))
     assert abs(a.item() - b.item()) <= 1e-6 * abs(b.item())
+
+
+# --------------------------------------------------------------------------
+# The fork's stand-alone Interp and SpatialProduct fixtures, as one-layer nets
+# --------------------------------------------------------------------------
+
+def _interp_cases():
+    path = shared_dir() / "caffe" / "golden" / "authors_fork" / "interp" / "cases.json"
+    if not path.exists():
+        return [pytest.param(None, id="fixtures-absent")]
+    return [pytest.param(k, id=k) for k in sorted(json.loads(path.read_text()))]
+
+
+@pytest.mark.parametrize("case", _interp_cases())
+def test_fork_interp_layer_as_a_net(case):
+    if case is None:
+        pytest.skip(f"no Interp fixtures under {shared_dir()} (../shared is absent)")
+    cases = json.loads(golden("authors_fork", "interp", "cases.json").read_text())
+    d = golden("authors_fork", "interp", case)
+    x = torch.from_numpy(np.load(d / "input.npy")).requires_grad_(True)
+    params = " ".join(f"{k}: {v}" for k, v in cases[case]["interp_param"].items())
+    text = (f'input: "data" input_shape {{ {" ".join(f"dim: {v}" for v in x.shape)} }}\n'
+            f'layer {{ name: "up" type: "Interp" bottom: "data" top: "up" interp_param {{ {params} }} }}')
+    net = CaffeNet(parse_net_text(text), "TEST")
+    out = net(x)["up"]
+    assert list(out.shape) == cases[case]["out_shape"]
+    assert torch.equal(out, torch.from_numpy(np.load(d / "output.npy")))  # bit-exact, as Caffe
+    out.backward(torch.from_numpy(np.load(d / "top_diff.npy")))
+    close(x.grad, np.load(d / "input_grad.npy"), f"{case} backward")
+
+
+@pytest.mark.parametrize("case", ["N1_C7_H13_W13", "N2_C5_H7_W9"])
+def test_fork_spatial_product_layer_as_a_net(case):
+    d = golden("authors_fork", "spatial_product", case)
+    feat = torch.from_numpy(np.load(d / "feat.npy")).requires_grad_(True)
+    att = torch.from_numpy(np.load(d / "att.npy")).requires_grad_(True)
+    dims = lambda t: " ".join(f"dim: {v}" for v in t.shape)  # noqa: E731
+    text = (f'input: "feat" input_shape {{ {dims(feat)} }} input: "att" input_shape {{ {dims(att)} }}\n'
+            'layer { name: "p" type: "SpatialProduct" bottom: "feat" bottom: "att" top: "p" }')
+    out = CaffeNet(parse_net_text(text), "TEST")({"feat": feat, "att": att})["p"]
+    close(out, np.load(d / "output.npy"), f"{case} forward")
+    out.backward(torch.from_numpy(np.load(d / "top_diff.npy")))
+    close(feat.grad, np.load(d / "feat_grad.npy"), f"{case} d/d feat")
+    close(att.grad, np.load(d / "att_grad.npy"), f"{case} d/d att", rel=1e-5)

@@ -30,6 +30,8 @@ from .. import ops
 from . import schema
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
+#: no real Caffe layer comes near this (VGG's fc6 has 1e8); a bigger one is a corrupted prototxt
+MAX_PARAM_ELEMENTS = 1 << 31
 
 Shape = Tuple[int, ...]
 
@@ -61,6 +63,9 @@ class CaffeLayer(nn.Module):
     def add_blob(self, name: str, shape: Shape, filler) -> None:
         if any(d <= 0 for d in shape):
             raise self.fail(f"parameter {name!r} would have shape {tuple(shape)}; check num_output and the bottom shapes")
+        if int(np.prod(shape, dtype=np.float64)) > MAX_PARAM_ELEMENTS:
+            raise self.fail(f"parameter {name!r} would have shape {tuple(shape)}, more than {MAX_PARAM_ELEMENTS} "
+                            "elements; a corrupted prototxt?")
         self.register_parameter(name, nn.Parameter(torch.empty(shape, device="meta")))
         self.blob_names.append(name)
         self.fillers.append(filler)
@@ -606,8 +611,9 @@ def channel_topk(x: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
 class SegAccuracy(CaffeLayer):
     """The fork's SegAccuracy: [pixel accuracy, mean recall, mean IoU] of a running confusion matrix.
 
-    Like the fork it accumulates across calls unless ``reset`` is set; call
-    :meth:`reset_confusion` to start over. Rows/columns are not dropped when empty.
+    ``reset`` (the fork's default: true) clears the matrix at every call; with
+    ``reset: false`` it accumulates across calls, and :meth:`reset_confusion`
+    starts over. Empty rows/columns count as 0 in the means (not dropped).
     """
 
     caffe_type = "SegAccuracy"

@@ -158,9 +158,10 @@ class CaffeNet(nn.Module):
                     tops = layer(*[meta[b] for b in lp.bottom])
             except L.LayerError as exc:
                 raise CaffeFormatError(f"{source}: {exc}") from None
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            except Exception as exc:  # whatever a malformed layer trips over, report the layer
                 raise CaffeFormatError(f"{where}: cannot run on bottoms "
-                                       f"{[tuple(meta[b].shape) for b in lp.bottom]}: {exc}") from None
+                                       f"{[tuple(meta[b].shape) for b in lp.bottom]}: "
+                                       f"{type(exc).__name__}: {exc}") from None
             if layer.n_tops is not None and len(lp.top) != len(tops):
                 raise CaffeFormatError(f"{where}: has {len(lp.top)} top(s), the layer produces {len(tops)}")
             self._share_params(lp, layer, where)
