@@ -225,3 +225,25 @@ def test_lenet_reads_with_its_known_shapes():
     net.load_blobs(blobs)
     out = net(torch.rand(64, 1, 28, 28))
     assert out["prob"].shape == (64, 10) and torch.allclose(out["prob"].sum(1), torch.ones(64))
+
+
+def test_binary_parameters_stored_at_other_caffes_numbers_are_recovered():
+    """A BVLC binary keeps input_param at 143 (interp_param here); the authors' fork keeps
+    interp_param at 138 (BVLC's tile_param) and seg_accuracy_param at 142 (scale_param)."""
+    from attn2scale.caffe.reader import parse_caffemodel_bytes
+
+    net = schema.NetParameter()
+    up = net.layer.add(name="up", type="Interp")
+    up.tile_param.ParseFromString(schema.InterpParameter(zoom_factor=2, pad_beg=-1).SerializeToString())
+    acc = net.layer.add(name="acc", type="SegAccuracy")
+    acc.scale_param.ParseFromString(schema.message_class("SegAccuracyParameter")(ignore_label=[255]).SerializeToString())
+    inp = net.layer.add(name="input", type="Input")
+    inp.interp_param.ParseFromString(schema.InputParameter(shape=[schema.BlobShape(dim=[1, 3, 5, 5])]).SerializeToString())
+    tile = net.layer.add(name="t", type="Tile")
+    tile.tile_param.axis, tile.tile_param.tiles = 1, 3
+    out = parse_caffemodel_bytes(net.SerializeToString())
+    assert (out.layer[0].interp_param.zoom_factor, out.layer[0].interp_param.pad_beg) == (2, -1)
+    assert not out.layer[0].HasField("tile_param")
+    assert list(out.layer[1].seg_accuracy_param.ignore_label) == [255]
+    assert list(out.layer[2].input_param.shape[0].dim) == [1, 3, 5, 5] and not out.layer[2].HasField("interp_param")
+    assert out.layer[3].tile_param.tiles == 3  # a real Tile layer is left alone

@@ -301,11 +301,11 @@ def test_mixed_devices_raise(other, name, call):
 
 
 def test_mixed_devices_api_scores0_meta():
-    """scores[0] on meta: the API routes by scores[0] and, having no meta
-    kernels, falls back to the reference (with a warning), which refuses clearly."""
+    """scores[0] on meta: the API routes meta tensors to the op's fake kernel
+    (shape propagation), whose device check refuses the mix by name."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        with pytest.raises(RuntimeError, match=r"device"):
+        with pytest.raises(RuntimeError, match=r"device|scores\[1\] is on cpu but scores\[0\] is on meta"):
             A([torch.zeros(2, 3, 5, 5, device="meta"), z(2, 3, 4, 4)], (5, 5), "avg")
 
 

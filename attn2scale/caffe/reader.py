@@ -264,12 +264,50 @@ def upgrade_net(net, *, source: str = "<net>"):
     for layer in net.layer:
         new = out.layer.add()
         new.CopyFrom(layer)
-        if new.type == "Input" and new.HasField("interp_param") and not new.input_param.shape:
-            # Binary BVLC file: field 143 is input_param there, interp_param in the fork.
-            raw = new.interp_param.SerializeToString()
-            new.ClearField("interp_param")
-            new.input_param.ParseFromString(raw)
+        _renumber_binary_fields(new)
     return out
+
+
+def _field_at(number: int) -> Optional[str]:
+    fd = schema.LayerParameter.DESCRIPTOR.fields_by_number.get(number)
+    return fd.name if fd is not None else None
+
+
+# Layer type -> the parameter field it needs, and where other Caffes put that field
+# on the wire. The schema is BVLC's plus DeepLab v2's interp_param at 143; a binary
+# from BVLC (input_param at 143) or from the authors' fork (its own numbers 137-148,
+# interp_param at 138) stores these under numbers this schema gives to other fields.
+_BINARY_HOMES = {
+    "Input": ("input_param", [143]),
+    "Interp": ("interp_param", [schema.AUTHORS_FORK_NUMBERS["LayerParameter.interp_param"]]),
+    **{t: (f, [schema.AUTHORS_FORK_NUMBERS[f"LayerParameter.{f}"]]) for t, f in (
+        ("SegAccuracy", "seg_accuracy_param"), ("MatWrite", "mat_write_param"), ("DenseCRF", "dense_crf_param"),
+        ("SoftmaxWithLoss", "softmax_loss_param"), ("MatRead", "mat_read_param"),
+    )},
+}
+
+
+def _renumber_binary_fields(layer) -> None:
+    """Move a parameter message that a binary file stored at another Caffe's number to its field here.
+
+    The layer type says which parameter it needs; when that field is empty and the
+    field at the other number is set, its bytes (unknown fields included) are re-read
+    as the right message. Text files never need this (they name their fields).
+    """
+    home = _BINARY_HOMES.get(layer.type)
+    if home is None:
+        return
+    target, numbers = home
+    if layer.HasField(target):
+        return
+    for number in numbers:
+        occupant = _field_at(number)
+        if occupant is None or occupant == target or not layer.HasField(occupant):
+            continue
+        raw = getattr(layer, occupant).SerializeToString()
+        layer.ClearField(occupant)
+        getattr(layer, target).ParseFromString(raw)
+        return
 
 
 # --------------------------------------------------------------------------
