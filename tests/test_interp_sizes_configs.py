@@ -11,9 +11,10 @@ pyramid, the resized score maps, the shrunk labels). Absolute sizes from the
 README and the paper (321 -> 161/241, fc8 41/31/21, test 513 -> 65 -> 513,
 COCO 641 -> 81 -> 641) are asserted too; they are derived by hand below.
 
-The prototxt reader here is deliberately small and test-local (a full Caffe
-reader comes later). Direct unit tests of ``caffe_interp_size`` cover each
-branch with hand-derived numbers.
+The prototxt reader and propagator here are deliberately small, test-local and
+independent of :mod:`attn2scale.caffe`: ``test_caffe_configs_build`` compares the
+real builder's blob shapes with this propagator's, blob for blob. Direct unit
+tests of ``caffe_interp_size`` cover each branch with hand-derived numbers.
 """
 
 from __future__ import annotations

@@ -138,3 +138,30 @@ def test_trainval_models_say_so_in_convert():
     for m in MODEL_LIST:
         if "trainval" in m["trained_on"].lower():
             assert re.search(r"--split \S*trainval", m["convert"]), m["id"]
+
+
+@pytest.mark.parametrize("entry", _models(), ids=lambda e: e["id"])
+def test_convert_line_parses_and_its_prototxt_builds(entry):
+    """Each convert line is accepted by the converter's own argument parser; its
+    prototxt (when it lives in ../shared) reads with the line's placeholder values,
+    and a builder target builds (on the meta device: no weights needed)."""
+    from attn2scale.caffe import CaffeNet, read_net_prototxt
+    from attn2scale.cli.convert import _values, build_parser
+
+    argv = shlex.split(entry["convert"])[2:]
+    args = build_parser().parse_args(argv)
+    assert args.caffemodel == f"weights/{entry['file']}" and args.out == f"weights/{entry['id']}.safetensors"
+    if "init" in entry["id"]:
+        assert args.allow_missing  # ImageNet init files have no classifier for the target's classes
+    if entry["prototxt"] is None:
+        return
+    path = require_shared("caffe", "configs", *entry["prototxt"].split("/"))
+    values = _values(args.values)
+    if args.num_labels is not None:
+        values.setdefault("NUM_LABELS", str(args.num_labels))
+    net_param = read_net_prototxt(path, values, strict="unquoted")
+    if args.model == "builder":
+        net = CaffeNet(net_param, args.phase, device="meta")
+        assert f"fc8_{values['EXP']}" in net.order  # the layer the release's caffemodel names
+    elif args.model == "deeplab_largefov":
+        assert ("pool5a" in [lp.name for lp in net_param.layer]) == bool(args.pool5a)

@@ -417,8 +417,12 @@ def convert_caffe(
     source = str(caffemodel)
     blobs = reader.load_caffemodel_blobs(caffemodel)
     net_param = None
+    unresolved: List[str] = []
     if prototxt is not None:
-        net_param = reader.read_net_prototxt(prototxt, values)
+        # Placeholders inside strings (data paths, MatWrite prefixes) may stay; bare ones must be given.
+        net_param = reader.read_net_prototxt(prototxt, values, strict="unquoted")
+        text = Path(prototxt).read_text(errors="replace")
+        unresolved = [n for n in reader.placeholders(text) if n not in (values or {})]
     elif target == "builder":
         net_param = reader.read_caffemodel(caffemodel)
     missing: List[str] = []
@@ -429,7 +433,8 @@ def convert_caffe(
     meta = {
         "format_version": 1,
         "source": file_digest(caffemodel),
-        "prototxt": (dict(file_digest(prototxt), values=dict(values or {})) if prototxt is not None else None),
+        "prototxt": (dict(file_digest(prototxt), values=dict(values or {}), unresolved_placeholders=unresolved)
+                     if prototxt is not None else None),
         "target": target,
         "model_options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()
                           if isinstance(v, (int, float, str, bool, tuple, list, type(None)))},

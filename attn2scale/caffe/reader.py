@@ -52,12 +52,19 @@ def placeholders(text: str) -> List[str]:
     return sorted(set(_PLACEHOLDER.findall(text)))
 
 
-def substitute(text: str, values: Mapping[str, object], *, source: str = "<text>", strict: bool = True) -> str:
+_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+
+
+def substitute(text: str, values: Mapping[str, object], *, source: str = "<text>",
+               strict: Union[bool, str] = True) -> str:
     """Replace ``${NAME}`` as the DeepLab scripts' ``sub.sed`` did.
 
-    With ``strict`` a placeholder without a value is an error that lists them.
+    ``strict=True``: a placeholder without a value is an error that lists them.
+    ``strict="unquoted"``: only those outside quoted strings are (``num_output:
+    ${NUM_LABELS}`` cannot parse; ``source: "${DATA_ROOT}/x"`` can, and stays literal).
     """
-    missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
+    found = _PLACEHOLDER.findall(_QUOTED.sub("", text) if strict == "unquoted" else text)
+    missing = sorted({m for m in found if m not in values})
     if missing and strict:
         raise CaffeFormatError(
             f"{source}: placeholders without a value: {', '.join('${' + m + '}' for m in missing)} "
@@ -80,12 +87,13 @@ def _read_text(path: PathLike) -> str:
                                "is this a binary .caffemodel?") from exc
 
 
-def parse_net_text(text: str, *, source: str = "<text>", values: Optional[Mapping[str, object]] = None):
-    """A NetParameter from prototxt text, placeholders substituted, upgraded to V2 layers."""
+def parse_net_text(text: str, *, source: str = "<text>", values: Optional[Mapping[str, object]] = None,
+                   strict: Union[bool, str] = True):
+    """A NetParameter from prototxt text, placeholders substituted (see :func:`substitute`), upgraded to V2."""
     from google.protobuf import text_format
 
     if values is not None or placeholders(text):
-        text = substitute(text, values or {}, source=source)
+        text = substitute(text, values or {}, source=source, strict=strict)
     net = schema.NetParameter()
     try:
         text_format.Parse(text, net)
@@ -94,9 +102,10 @@ def parse_net_text(text: str, *, source: str = "<text>", values: Optional[Mappin
     return upgrade_net(net, source=source)
 
 
-def read_net_prototxt(path: PathLike, values: Optional[Mapping[str, object]] = None):
+def read_net_prototxt(path: PathLike, values: Optional[Mapping[str, object]] = None, *,
+                      strict: Union[bool, str] = True):
     """Read a net ``.prototxt`` (V2, V1; DeepLab extensions) into an upgraded NetParameter."""
-    return parse_net_text(_read_text(path), source=str(path), values=values)
+    return parse_net_text(_read_text(path), source=str(path), values=values, strict=strict)
 
 
 def read_solver_prototxt(path: PathLike, values: Optional[Mapping[str, object]] = None):
