@@ -117,3 +117,16 @@ def test_correctness_check_can_fail():
     wrong[0, 0, 0] = (wrong[0, 0, 0] + 1) % am.shapes["C"]
     res = bench.compare(am, args, (labels,), (wrong,), "fwd")
     assert not res["ok"] and res["n_label_mismatch"] == 1
+
+
+def test_bench_convert_builtin_largefov_prototxt_matches_the_model():
+    """tools/bench_convert.py falls back to its own LargeFOV text: it must be the official topology."""
+    from attn2scale.caffe import CaffeNet
+    from attn2scale.caffe.reader import parse_net_text
+
+    spec = importlib.util.spec_from_file_location("bench_convert", REPO / "tools" / "bench_convert.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net = CaffeNet(parse_net_text(mod._LARGEFOV_PROTOTXT), "TEST", device="meta")
+    assert net.blob_shapes["fc8_voc12"] == (1, 21, 41, 41) and net.blob_shapes["pool5a"] == (1, 512, 41, 41)
+    assert sum(p.numel() for p in net.parameters()) == 20_505_429  # = deeplab_largefov's count

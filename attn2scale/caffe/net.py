@@ -193,9 +193,10 @@ class CaffeNet(nn.Module):
     # construction helpers
     # ------------------------------------------------------------------
     @classmethod
-    def from_prototxt(cls, path: PathLike, phase: str = "TEST", *, values=None, **kw) -> "CaffeNet":
-        """Build from a net ``.prototxt`` (``values`` fill ``${NAME}`` placeholders)."""
-        return cls(reader.read_net_prototxt(path, values), phase, source=str(path), **kw)
+    def from_prototxt(cls, path: PathLike, phase: str = "TEST", *, values=None, strict=True, **kw) -> "CaffeNet":
+        """Build from a net ``.prototxt``; ``values`` fill ``${NAME}`` placeholders
+        (``strict="unquoted"`` lets those inside strings, such as data paths, stay)."""
+        return cls(reader.read_net_prototxt(path, values, strict=strict), phase, source=str(path), **kw)
 
     def _make_layer(self, lp, bottom_shapes, input_shapes, source) -> L.CaffeLayer:
         if lp.type in L.INPUT_TYPES:
