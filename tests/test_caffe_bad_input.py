@@ -15,26 +15,37 @@ from hypothesis import strategies as st
 
 from attn2scale.caffe import CaffeFormatError, CaffeNet, load_caffemodel_blobs, read_caffemodel, schema
 from attn2scale.caffe.reader import blob_to_array, parse_caffemodel_bytes, parse_net_text, read_net_prototxt
-from test_caffe_convert import TINY, write_caffemodel
+from test_caffe_convert import TINY
 
 
 @pytest.fixture(scope="module")
 def tiny_bytes(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
+    """The TINY net with its weights in one V2 caffemodel: topology and blobs, as Caffe saves them."""
+    net = parse_net_text(TINY)
     g = np.random.default_rng(0)
-    path = write_caffemodel(d / "tiny.caffemodel", {"conv1": [g.normal(size=(4, 3, 3, 3)), g.normal(size=4)],
-                                                    "score": [g.normal(size=(2, 4, 1, 1)), g.normal(size=2)]})
-    return path.read_bytes()
+    for lp in net.layer:
+        if lp.type == "Convolution":
+            c_out = lp.convolution_param.num_output
+            c_in = 3 if lp.name == "conv1" else 4
+            k = lp.convolution_param.kernel_size[0]
+            for a in (g.normal(size=(c_out, c_in, k, k)), g.normal(size=c_out)):
+                b = lp.blobs.add()
+                b.shape.dim.extend(a.shape)
+                b.data.extend(a.astype(np.float32).reshape(-1).tolist())
+    return net.SerializeToString()
 
 
 def _load_into_tiny(data: bytes) -> None:
-    """What a user does with a file: parse it, then load it into its net."""
-    net_param = parse_caffemodel_bytes(data, source="fuzz.caffemodel")
+    """What a user does with a file: read its weights into the TINY net, and build the
+    net the file itself describes (on the meta device, then loading its own weights)."""
     from attn2scale.caffe.reader import caffemodel_blobs
 
+    net_param = parse_caffemodel_bytes(data, source="fuzz.caffemodel")
     blobs = caffemodel_blobs(net_param, source="fuzz.caffemodel")
-    net = CaffeNet(parse_net_text(TINY), "TEST")
-    net.load_blobs(blobs, source="fuzz.caffemodel")
+    CaffeNet(parse_net_text(TINY), "TEST").load_blobs(blobs, source="fuzz.caffemodel")
+    own = CaffeNet(parse_caffemodel_bytes(data, source="fuzz.caffemodel", keep_blobs=False), "TEST", device="meta",
+                   source="fuzz.caffemodel")
+    own.load_blobs(blobs, source="fuzz.caffemodel")
 
 
 def test_empty_file(tmp_path):
@@ -54,16 +65,22 @@ def test_missing_file_and_directory(tmp_path):
 
 
 def test_every_truncation_is_reported(tiny_bytes):
-    outcomes = {"error": 0, "loaded": 0}
+    """Every cut gives a named error, except a cut between whole layers after the last one
+    with weights: that prefix is itself a complete, smaller net (here: without its Interp)."""
+    loaded = []
     for n in range(len(tiny_bytes)):
         try:
             _load_into_tiny(tiny_bytes[:n])
-            outcomes["loaded"] += 1
+            loaded.append(n)
         except CaffeFormatError as exc:
             assert "fuzz.caffemodel" in str(exc)
-            outcomes["error"] += 1
-    # Only the complete file loads into the net: every cut loses a blob or a value.
-    assert outcomes["loaded"] == 0 and outcomes["error"] == len(tiny_bytes)
+    full = schema.NetParameter.FromString(tiny_bytes)
+    last = full.layer[-1]
+    assert last.type == "Interp" and not last.blobs
+    body = len(last.SerializeToString())
+    varint = lambda v: 1 if v < 128 else 1 + varint(v >> 7)  # noqa: E731
+    header = varint((100 << 3) | 2) + varint(body)  # NetParameter.layer is field 100, length-delimited
+    assert loaded == [len(tiny_bytes) - header - body]
     _load_into_tiny(tiny_bytes)
 
 
@@ -134,7 +151,7 @@ def test_float_and_double_data_and_legacy_dims():
      r"layer 'c': type 'Frobnicate' is not supported; supported types: Accuracy, ArgMax"),
     ('layer { name: "a" type: "Input" top: "d" input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } } }\n'
      'layer { name: "p" type: "Pooling" bottom: "d" top: "e" pooling_param { pool: MAX kernel_size: 9 } }',
-     r"layer 'p' \(Pooling\): cannot run on bottoms \[\(1, 3, 4, 4\)\]"),
+     r"layer 'p' \(Pooling\): kernel 9 is larger than the padded height 4"),
     ('layer { name: "a" type: "Input" top: "d" input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } } }\n'
      'layer { name: "a2" type: "Input" top: "f" input_param { shape { dim: 1 dim: 3 dim: 5 dim: 5 } } }\n'
      'layer { name: "s" type: "Eltwise" bottom: "d" bottom: "f" top: "e" }',
@@ -178,8 +195,8 @@ def test_mixed_v1_and_v2_layers_refused():
 
 def test_include_and_exclude_together_refused():
     text = 'layer { name: "a" type: "Input" top: "d" input_param { shape { dim: 1 } } include { phase: TEST } exclude { phase: TRAIN } }'
-    with pytest.raises(CaffeFormatError, match="both include and exclude"):
-        CaffeNet(parse_net_text(text), "TEST", device="meta")
+    with pytest.raises(CaffeFormatError, match="ie.prototxt: layer 'a' has both include and exclude"):
+        CaffeNet(parse_net_text(text), "TEST", device="meta", source="ie.prototxt")
 
 
 # --------------------------------------------------------------------------
@@ -216,8 +233,8 @@ def test_fuzz_caffemodel_mutations(tiny_bytes, data):
 def test_fuzz_random_bytes_as_caffemodel(data):
     try:
         _load_into_tiny(data)
-    except CaffeFormatError:
-        pass
+    except CaffeFormatError as exc:
+        assert "fuzz.caffemodel" in str(exc)
 
 
 _TOKENS = ["{", "}", ":", '"', "layer", "layers", "name", "type", "bottom", "top", "num_output", "kernel_size",

@@ -40,6 +40,7 @@ def _files(pattern: str) -> List[Path]:
 NETS = [p for p in _files("*/*/*/*.prototxt") + _files("deeplab_v1_official/*/*.prototxt")
         if not p.name.startswith("solver")]
 SOLVERS = [p for p in _files("*/*/*/solver*.prototxt") + _files("deeplab_v1_official/*/solver*.prototxt")]
+AUTHORS = [p for p in NETS if "authors" in p.parts]
 
 
 def _rel(p: Path) -> str:
@@ -79,6 +80,12 @@ def build(path: Path) -> CaffeNet:
     return _BUILT[path]
 
 
+def test_config_inventory():
+    """The counts README.md quotes: 111 nets (the authors' 103, DeepLab v1's 8) and 95 solvers."""
+    require_shared(*ROOT)
+    assert (len(NETS), len(AUTHORS), len(SOLVERS)) == (111, 103, 95)
+
+
 @pytest.mark.parametrize("path", _params(NETS))
 def test_every_config_builds_with_caffe_checks(path):
     if path is None:
@@ -100,9 +107,6 @@ def test_every_config_builds_with_caffe_checks(path):
     if phase_of(path) == "TEST":
         assert net.blob_shapes["fc8_interp"][2:] == data[2:] or any(
             net.blob_shapes[t][2:] == data[2:] for n in net.order if net.types[n] == "Interp" for t in net.tops[n])
-
-
-AUTHORS = [p for p in NETS if "authors" in p.parts]
 
 
 @pytest.mark.parametrize("path", _params(AUTHORS))

@@ -282,3 +282,33 @@ def test_fork_weights_into_the_attention_model_verify_against_caffe(tmp_path):
                                          "scales": [1.0, 0.75, 0.5]}
     state, meta = load_converted(out)
     assert "backbone.fc8.weight" in state and meta["name_map"]["fc8_voc10_part/0"] == "backbone.fc8.weight"
+
+
+def test_odd_blobs_for_the_handwritten_model_are_named(tmp_path):
+    zero = write_caffemodel(tmp_path / "zero.caffemodel", {"conv1_1": [np.zeros((0, 3, 3, 3)), np.zeros(0)]})
+    with pytest.raises(CaffeFormatError, match=r"conv1_1 has 0 filters; LargeFOV widths are 64 / k"):
+        convert_caffe(zero, target="deeplab_largefov")
+    flat = write_caffemodel(tmp_path / "flat.caffemodel", {"conv1_1": [np.zeros(5), np.zeros(5)]})
+    with pytest.raises(CaffeFormatError, match=r"conv1_1 has 0 filters"):
+        convert_caffe(flat, target="deeplab_largefov")
+
+
+def test_builder_from_the_caffemodel_alone_checks_blobs_before_allocating(tmp_path):
+    """A file whose layers ask for a huge parameter but store a small one is refused on the meta
+    device, before any memory is allocated for it."""
+    net = parse_net_text(TINY)
+    big = [lp for lp in net.layer if lp.name == "conv1"][0]
+    big.convolution_param.num_output = 50_000_000  # 50e6 x 3 x 3 x 3 floats = 5.4 GB if built
+    for lp in net.layer:
+        if lp.type == "Convolution":
+            b = lp.blobs.add()
+            b.shape.dim.extend([1])
+            b.data.append(0.0)
+    p = tmp_path / "liar.caffemodel"
+    p.write_bytes(net.SerializeToString())
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CaffeFormatError, match=r"liar.caffemodel: layer 'conv1' has 1 blobs in the file"):
+        convert_caffe(p)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: far below 5.4 GB

@@ -261,7 +261,7 @@ def test_fork_train_net_every_blob_loss_and_gradient(case, fork_inputs):
     for top, value in net.losses(blobs).items():
         assert abs(value.item() - losses[top]) <= 1e-5 * abs(losses[top]), (top, value.item(), losses[top])
     net.objective(blobs).backward()
-    close(data.grad, np.load(golden("authors_fork", case, "train", "data_grad.npy")), f"{case} d/d data", rel=1e-4)
+    close(data.grad, np.load(golden("authors_fork", case, "train", "data_grad.npy")), f"{case} d/d data")
     grads = golden("authors_fork", case, "train", "param_grads")
     n = 0
     for layer in net.order:
@@ -269,8 +269,7 @@ def test_fork_train_net_every_blob_loss_and_gradient(case, fork_inputs):
             if spec_name is None or not (grads / f"{spec_name}.npy").exists():
                 continue
             p = net.layer(layer).blobs()[i]
-            close(p.grad.reshape(-1), np.load(grads / f"{spec_name}.npy").reshape(-1), f"{case} grad {spec_name}",
-                  rel=1e-4)
+            close(p.grad.reshape(-1), np.load(grads / f"{spec_name}.npy").reshape(-1), f"{case} grad {spec_name}")
             n += 1
     assert n == len(list(grads.glob("*.npy")))
 

@@ -247,3 +247,159 @@ def test_binary_parameters_stored_at_other_caffes_numbers_are_recovered():
     assert list(out.layer[1].seg_accuracy_param.ignore_label) == [255]
     assert list(out.layer[2].input_param.shape[0].dim) == [1, 3, 5, 5] and not out.layer[2].HasField("interp_param")
     assert out.layer[3].tile_param.tiles == 3  # a real Tile layer is left alone
+
+
+# --------------------------------------------------------------------------
+# Corners found in review
+# --------------------------------------------------------------------------
+
+def test_softmax_loss_stays_finite_when_a_probability_underflows():
+    """Caffe: loss -log(max(p, FLT_MIN)) and gradient p - onehot, finite for any logits."""
+    scores = torch.tensor([[0.0, 300.0], [5.0, 1.0]]).view(2, 2, 1, 1).requires_grad_(True)
+    label = torch.tensor([0.0, 255.0]).view(2, 1, 1, 1)  # p(label) underflows to 0; the second is ignored
+    net, blobs = run('layer { name: "loss" type: "SoftmaxWithLoss" bottom: "s" bottom: "l" top: "loss" '
+                     'loss_param { ignore_label: 255 } }', {"s": scores, "l": label}, "TRAIN")
+    flt_min = float(np.finfo(np.float32).tiny)
+    assert blobs["loss"].item() == pytest.approx(-np.log(flt_min))  # 87.34, one valid position
+    net.objective(blobs).backward()
+    assert torch.isfinite(scores.grad).all()
+    assert scores.grad.flatten().tolist() == pytest.approx([-1.0, 1.0, 0.0, 0.0])
+
+
+def test_pooling_refuses_the_window_caffe_leaves_empty():
+    # k 1, s 2, no pad on 6: Caffe makes 4 outputs, the last pooling nothing; PyTorch makes 3.
+    with pytest.raises(CaffeFormatError, match=r"layer 'p' \(Pooling\): on a height of 6, Caffe's last window "
+                                               r"\(kernel 1, stride 2, pad 0\) starts past the input"):
+        run('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: MAX kernel_size: 1 stride: 2 } }',
+            {"x": torch.zeros(1, 1, 6, 6)})
+    # k 1, s 2 on 7 is fine in both (4 windows, the last at 6).
+    _, blobs = run('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: MAX kernel_size: 1 stride: 2 } }',
+                   {"x": torch.arange(49.0).view(1, 1, 7, 7)})
+    assert blobs["y"].shape == (1, 1, 4, 4) and blobs["y"][0, 0, 3, 3].item() == 48.0
+
+
+def test_global_pooling_follows_the_input_size():
+    text = ('layer { name: "g" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: AVE global_pooling: true } }\n'
+            'layer { name: "m" type: "Pooling" bottom: "x" top: "z" pooling_param { pool: MAX global_pooling: true } }')
+    net, _ = run(text, {"x": torch.zeros(1, 2, 4, 4)})
+    x = torch.arange(72.0).view(1, 2, 6, 6)
+    out = net({"x": x})
+    assert out["y"].shape == (1, 2, 1, 1) and out["y"].flatten().tolist() == [17.5, 53.5]
+    assert out["z"].flatten().tolist() == [35.0, 71.0]
+
+
+def test_prelu_channel_shared_loads_caffes_0d_blob(tmp_path):
+    net = schema.NetParameter()
+    lp = net.layer.add(name="pr", type="PReLU")
+    b = lp.blobs.add()
+    b.shape.SetInParent()  # a 0-D blob: shape {} with one value
+    b.data.append(0.5)
+    p = tmp_path / "prelu.caffemodel"
+    p.write_bytes(net.SerializeToString())
+    built, _ = run('layer { name: "pr" type: "PReLU" bottom: "x" top: "y" prelu_param { channel_shared: true } }',
+                   {"x": torch.zeros(1, 3, 2, 2)})
+    built.load_caffemodel(p)
+    out = built({"x": torch.tensor([-2.0, 4.0]).view(1, 1, 1, 2).expand(1, 3, 1, 2).contiguous()})["y"]
+    assert out[0, :, 0].tolist() == [[-1.0, 4.0]] * 3
+
+
+def test_legacy_shapes_fit_padded_but_new_shapes_must_be_exact(tmp_path):
+    def model(legacy: bool):
+        net = schema.NetParameter()
+        lp = net.layer.add(name="c", type="Convolution")
+        for shape in ((2, 3, 1, 1), (1, 1, 1, 2)):
+            b = lp.blobs.add()
+            if legacy:
+                b.num, b.channels, b.height, b.width = shape
+            else:
+                b.shape.dim.extend(shape)
+            b.data.extend([0.5] * int(np.prod(shape)))
+        p = tmp_path / f"{'legacy' if legacy else 'new'}.caffemodel"
+        p.write_bytes(net.SerializeToString())
+        return p
+
+    text = 'layer { name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param { num_output: 2 kernel_size: 1 } }'
+    net, _ = run(text, {"x": torch.zeros(1, 3, 2, 2)})
+    net.load_caffemodel(model(legacy=True))  # a 1x1x1x2 legacy bias fits the (2,) bias, as in Caffe
+    assert net.layer("c").bias.tolist() == [0.5, 0.5]
+    with pytest.raises(CaffeFormatError, match=r"layer 'c' blob 1 \(bias\) has shape \(1, 1, 1, 2\) in the file, "
+                                               r"the net needs \(2,\)"):
+        net.load_caffemodel(model(legacy=False))
+
+
+def test_fusion_is_refused_when_an_in_place_layer_changes_an_input():
+    s1, s2 = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    logits = torch.randn(1, 2, 4, 4)
+    merge = '''
+        layer { name: "att" type: "Softmax" bottom: "lg" top: "att" }
+        layer { name: "sl" type: "Slice" bottom: "att" top: "a1" top: "a2" slice_param { axis: 1 } }
+        layer { name: "p1" type: "SpatialProduct" bottom: "s1" bottom: "a1" top: "p1" }
+        {between}
+        layer { name: "p2" type: "SpatialProduct" bottom: "s2" bottom: "a2" top: "p2" }
+        layer { name: "sum" type: "Eltwise" bottom: "p1" bottom: "p2" top: "fusion" }
+    '''
+    inputs = {"s1": s1, "s2": s2, "lg": logits}
+    plain, a = run(merge.replace("{between}", ""), inputs)
+    assert len(plain.fused_merges()) == 1
+    layered, b = run(merge.replace("{between}", ""), inputs, fuse=False)
+    assert torch.allclose(a["fusion"], b["fusion"], atol=1e-6)
+    # An in-place ReLU on s1 after p1 read it: the fused call would see the new s1.
+    relu = 'layer { name: "r" type: "ReLU" bottom: "s1" top: "s1" }'
+    risky, c = run(merge.replace("{between}", relu), inputs)
+    assert risky.fused_merges() == []
+    _, d = run(merge.replace("{between}", relu), inputs, fuse=False)
+    assert torch.equal(c["fusion"], d["fusion"]) and torch.allclose(c["fusion"], b["fusion"], atol=1e-6)
+
+
+def test_sparse_gaussian_and_msra_fillers():
+    net, _ = run('''
+        layer { name: "sp" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 400
+                weight_filler { type: "gaussian" std: 1 sparse: 40 } } }
+        layer { name: "ms" type: "Convolution" bottom: "x4" top: "z" convolution_param { num_output: 32 kernel_size: 3
+                weight_filler { type: "msra" } } }
+    ''', {"x": torch.zeros(2, 500), "x4": torch.zeros(1, 64, 5, 5)})
+    w = net.layer("sp").weight
+    assert abs((w != 0).float().mean().item() - 40 / 400) < 0.01  # kept with probability sparse / num_outputs
+    assert abs(net.layer("ms").weight.std().item() - np.sqrt(2.0 / (64 * 9))) < 0.005  # fan_in = C x k x k
+
+
+def test_caffe_refusals_we_share():
+    with pytest.raises(CaffeFormatError, match=r"needs one loss_weight per top"):
+        run('layer { name: "l" type: "SoftmaxWithLoss" bottom: "s" bottom: "t" top: "loss" top: "prob" }',
+            {"s": torch.zeros(1, 2, 2, 2), "t": torch.zeros(1, 1, 2, 2)}, "TRAIN")
+    net, _ = run('layer { name: "l" type: "SoftmaxWithLoss" bottom: "s" bottom: "t" top: "loss" top: "prob" '
+                 'loss_weight: 1 loss_weight: 0 }', {"s": torch.zeros(1, 2, 2, 2), "t": torch.zeros(1, 1, 2, 2)}, "TRAIN")
+    assert net.loss_weights == {"loss": 1.0}
+    with pytest.raises(CaffeFormatError, match=r"either axis or the legacy concat_dim"):
+        run('layer { name: "c" type: "Concat" bottom: "a" bottom: "b" top: "c" concat_param { axis: 1 concat_dim: 1 } }',
+            {"a": torch.zeros(1, 1, 2, 2), "b": torch.zeros(1, 1, 2, 2)})
+
+
+def test_hole_h_and_hole_w():
+    net, blobs = run('layer { name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param { num_output: 1 '
+                     'kernel_size: 3 hole_h: 2 hole_w: 3 } }', {"x": torch.zeros(1, 1, 9, 9)})
+    assert net.layer("c").dilation == (2, 3) and blobs["y"].shape == (1, 1, 5, 3)
+
+
+def test_net_input_names_without_dims_are_dropped_as_caffe_does():
+    from attn2scale.caffe.reader import upgrade_net
+
+    net = schema.NetParameter()
+    net.input.append("data")  # what old caffemodels keep
+    net.layer.add(name="relu", type="ReLU")
+    out = upgrade_net(net)
+    assert [lp.name for lp in out.layer] == ["relu"] and not out.input
+
+
+def test_shared_blobs_in_the_file_the_last_one_wins(tmp_path):
+    text = '''
+        layer { name: "c1" type: "Convolution" bottom: "x" top: "y1" param { name: "w" } param { name: "b" }
+                convolution_param { num_output: 1 kernel_size: 1 } }
+        layer { name: "c2" type: "Convolution" bottom: "x" top: "y2" param { name: "w" } param { name: "b" }
+                convolution_param { num_output: 1 kernel_size: 1 } }
+    '''
+    net, _ = run(text, {"x": torch.zeros(1, 1, 2, 2)})
+    with pytest.warns(UserWarning, match=r"layers 'c1' and 'c2' store different values for one shared parameter"):
+        net.load_blobs({"c1": [np.full((1, 1, 1, 1), 1.0, np.float32), np.zeros(1, np.float32)],
+                        "c2": [np.full((1, 1, 1, 1), 2.0, np.float32), np.zeros(1, np.float32)]})
+    assert net.layer("c1").weight.item() == 2.0 and net.layer("c2").weight.item() == 2.0

@@ -29,7 +29,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -133,7 +133,7 @@ def map_blobs_to_model(blobs: Mapping[str, List[np.ndarray]], model: torch.nn.Mo
         if idx >= len(arrays):
             raise CaffeFormatError(f"{source}: layer {layer!r} has {len(arrays)} blob(s); {key!r} needs blob {idx}")
         arr = arrays[idx]
-        if not _caffe_shape_matches(tuple(arr.shape), tuple(p.shape)):
+        if not _caffe_shape_matches(tuple(arr.shape), tuple(p.shape), isinstance(arr, reader.LegacyShapeArray)):
             msg = (f"layer {layer!r} blob {idx} has shape {tuple(arr.shape)}, "
                    f"model parameter {key!r} needs {tuple(p.shape)}")
             if allow_missing:
@@ -166,8 +166,9 @@ def infer_model_options(blobs: Mapping[str, List[np.ndarray]], target: str, net_
     """Options for ``build_model(target, ...)`` read off the blobs (widths, classes, scales) and prototxt."""
     if "conv1_1" not in blobs:
         raise CaffeFormatError("no conv1_1 layer: not a VGG-16 / DeepLab-LargeFOV caffemodel")
-    width = blobs["conv1_1"][0].shape[0]
-    if 64 % width:
+    w0 = blobs["conv1_1"][0]
+    width = int(w0.shape[0]) if w0.ndim == 4 else 0
+    if width <= 0 or 64 % width:
         raise CaffeFormatError(f"conv1_1 has {width} filters; LargeFOV widths are 64 / k")
     opts: Dict[str, object] = {"width_div": 64 // width}
     try:
@@ -191,20 +192,27 @@ def infer_model_options(blobs: Mapping[str, List[np.ndarray]], target: str, net_
 # Writing
 # --------------------------------------------------------------------------
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def _temp_beside(path: Path) -> str:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
+    return tmp
+
+
+def _fsync(path: str) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def save_converted(state: Mapping[str, torch.Tensor], meta: Mapping, out: PathLike, *, force: bool = False) -> Path:
-    """Write ``out`` (.safetensors) and ``out`` with ``.json``; both or neither appear."""
+    """Write ``out`` (.safetensors) and ``out`` with ``.json``.
+
+    Both are written in full to temporary files beside them, flushed to disk, and only
+    then renamed into place, weights first; a failure before the renames leaves the
+    folder as it was.
+    """
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -219,12 +227,23 @@ def save_converted(state: Mapping[str, torch.Tensor], meta: Mapping, out: PathLi
         raise FileNotFoundError(f"{out.parent}: the output folder does not exist")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     str_meta = {"format": "pt", "attn2scale": "caffe-conversion", "sidecar": side.name}
-    _atomic_write(out, lambda tmp: save_file(tensors, tmp, metadata=str_meta))
+    text = json.dumps(meta, indent=2) + "\n"
+    temps = []
     try:
-        _atomic_write(side, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n"))
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
+        tmp_w = _temp_beside(out)
+        temps.append(tmp_w)
+        save_file(tensors, tmp_w, metadata=str_meta)
+        tmp_j = _temp_beside(side)
+        temps.append(tmp_j)
+        Path(tmp_j).write_text(text)
+        for t in temps:
+            _fsync(t)
+        os.replace(tmp_w, out)
+        os.replace(tmp_j, side)
+    finally:
+        for t in temps:
+            if os.path.exists(t):
+                os.unlink(t)
     return out
 
 
@@ -354,7 +373,12 @@ def build_target(target: str, blobs, net_param, *, phase: str, options: Mapping[
     if target == "builder":
         if net_param is None:
             raise CaffeFormatError(f"{source}: the builder target needs a prototxt (or a caffemodel with its layers)")
-        net = CaffeNet(net_param, phase, source=source, **dict(options))
+        kw = dict(options)
+        # First on the meta device: every blob shape is checked against the net before anything
+        # is allocated, so a corrupted file cannot ask for more memory than its weights take.
+        CaffeNet(net_param, phase, source=source, **dict(kw, device="meta")).load_blobs(
+            blobs, strict=not (allow_unused or allow_missing), source=source)
+        net = CaffeNet(net_param, phase, source=source, **kw)
         report = net.load_blobs(blobs, strict=not (allow_unused or allow_missing), source=source)
         if report.missing and not allow_missing:
             raise CaffeFormatError(f"{source}: no weights in the file for layers {report.missing}")
@@ -415,16 +439,23 @@ def convert_caffe(
     ``verify`` runs before anything is written, so a failing check writes nothing.
     """
     source = str(caffemodel)
-    blobs = reader.load_caffemodel_blobs(caffemodel)
+    raw = reader._parse_binary(reader._read_bytes(caffemodel), source)  # parsed once, for weights and layers
+    blobs = reader.caffemodel_blobs(raw, source=source)
+    if not blobs:
+        raise CaffeFormatError(f"{source}: holds no weights (no layer has blobs); not a trained caffemodel?")
     net_param = None
     unresolved: List[str] = []
     if prototxt is not None:
         # Placeholders inside strings (data paths, MatWrite prefixes) may stay; bare ones must be given.
         net_param = reader.read_net_prototxt(prototxt, values, strict="unquoted")
         text = Path(prototxt).read_text(errors="replace")
-        unresolved = [n for n in reader.placeholders(text) if n not in (values or {})]
+        unresolved = [n for n in reader.placeholders(text, code_only=True) if n not in (values or {})]
     elif target == "builder":
-        net_param = reader.read_caffemodel(caffemodel)
+        try:
+            net_param = reader.upgrade_net(raw, source=source, keep_blobs=False)
+        except UnicodeDecodeError as exc:
+            raise reader._not_utf8(source, exc) from None
+    del raw
     missing: List[str] = []
     model, state, name_map, opts = build_target(target, blobs, net_param, phase=phase, options=options or {},
                                                 source=source, allow_unused=allow_unused,

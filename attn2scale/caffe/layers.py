@@ -5,9 +5,11 @@ sizes parameters at setup from the bottoms, and so do we); ``forward`` takes the
 bottom tensors and returns the list of tops. The semantics are Caffe's, layer
 by layer; where a rule is easy to get wrong the comment says which one:
 
-* Pooling: ceil output size with the "last window must start inside the
-  image" drop, AVE divisor counting padding but clipped at ``H + pad``
-  (``avg_pool2d(ceil_mode=True, count_include_pad=True)`` does exactly this).
+* Pooling: ceil output size with Caffe's "last window must start inside the
+  image" drop when padded, AVE divisor counting padding but clipped at
+  ``H + pad`` (``avg_pool2d(ceil_mode=True, count_include_pad=True)`` does this;
+  the one case where PyTorch and Caffe part, kernel < stride without padding,
+  makes Caffe pool an empty window and is refused).
 * SoftmaxWithLoss: normalisation VALID / FULL / BATCH_SIZE / NONE and the
   legacy ``normalize``, ``log(max(p, FLT_MIN))``, ignore_label.
 * Eltwise MAX: the first two inputs tie to the second, later ones keep the
@@ -18,7 +20,6 @@ by layer; where a rule is easy to get wrong the comment says which one:
 
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
@@ -152,10 +153,14 @@ class Convolution(CaffeLayer):
         self.pad = _hw(p, "pad", 0, self.caffe_name)
         self.stride = _hw(p, "stride", 1, self.caffe_name)
         dil = _hw(p, "dilation", 1, self.caffe_name)
-        hole = int(p.hole) if p.HasField("hole") else 1  # DeepLab v1's name for dilation
-        if hole != 1 and dil != (1, 1) and dil != (hole, hole):
+        # DeepLab's name for dilation: hole, or hole_h / hole_w.
+        if p.HasField("hole_h") or p.HasField("hole_w"):
+            hole = (int(p.hole_h), int(p.hole_w))
+        else:
+            hole = (int(p.hole),) * 2 if p.HasField("hole") else (1, 1)
+        if hole != (1, 1) and dil != (1, 1) and dil != hole:
             raise self.fail(f"hole {hole} and dilation {dil} disagree")
-        self.dilation = (hole, hole) if hole != 1 else dil
+        self.dilation = hole if hole != (1, 1) else dil
         self.group = int(p.group)
         c_in = bottom_shapes[0][1]
         n_out = int(p.num_output)
@@ -224,7 +229,8 @@ class Pooling(CaffeLayer):
         if self.method not in ("MAX", "AVE"):
             raise self.fail(f"pool {self.method} is not supported (MAX and AVE are)")
         h, w = bottom_shapes[0][2:]
-        if p.global_pooling:
+        self.global_pooling = bool(p.global_pooling)
+        if self.global_pooling:
             self.kernel, self.pad, self.stride = (h, w), (0, 0), (1, 1)
         else:
             self.kernel = _hw(p, "kernel_size", 0, self.caffe_name)
@@ -239,10 +245,36 @@ class Pooling(CaffeLayer):
         self.ceil = True
         if p.HasField("round_mode"):
             self.ceil = schema.PoolingParameter.RoundMode.Name(p.round_mode) == "CEIL"
+        self._check_size(h, w)
+
+    def _check_size(self, h: int, w: int) -> None:
+        """PyTorch drops a last window that starts past the input whether or not there is
+        padding; Caffe only with padding. Without it (kernel < stride) Caffe's last window is
+        empty: -FLT_MAX for MAX, a division by zero for AVE. Such a layer is refused."""
+        for size, k, pd, st, axis in ((h, self.kernel[0], self.pad[0], self.stride[0], "height"),
+                                      (w, self.kernel[1], self.pad[1], self.stride[1], "width")):
+            if self.global_pooling:
+                continue
+            span = size + 2 * pd - k
+            if span < 0:
+                raise self.fail(f"kernel {k} is larger than the padded {axis} {size + 2 * pd}")
+            n = (-(-span // st) if self.ceil else span // st) + 1
+            if pd > 0 and (n - 1) * st >= size + pd:
+                n -= 1
+            if (n - 1) * st - pd >= size:
+                raise self.fail(f"on a {axis} of {size}, Caffe's last window (kernel {k}, stride {st}, pad {pd}) "
+                                "starts past the input and pools nothing; such a layer is not supported")
 
     def forward(self, x):
+        if self.global_pooling:  # Caffe re-reads the kernel from the bottom at every reshape
+            kernel = tuple(x.shape[-2:])
+            if self.method == "MAX":
+                return [F.max_pool2d(x, kernel)]
+            return [F.avg_pool2d(x, kernel)]
+        self._check_size(*x.shape[-2:])
         if self.method == "MAX":
-            # Padding acts as -inf; PyTorch's ceil rule drops a window starting in the padding, as Caffe does.
+            # Padding acts as -inf; PyTorch's ceil rule drops a window starting in the padding, as Caffe does
+            # (the case where the rules part is refused in _check_size).
             return [F.max_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=self.ceil)]
         return [F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=self.ceil, count_include_pad=True)]
 
@@ -276,7 +308,8 @@ class PReLU(CaffeLayer):
         filler = schema.FillerParameter(type="constant", value=0.25)
         if p.HasField("filler"):
             filler = p.filler
-        self.add_blob("weight", (1,) if self.shared else (bottom_shapes[0][1],), filler)
+        # channel_shared: Caffe's blob is 0-D (vector<int>(0)).
+        self.add_blob("weight", () if self.shared else (bottom_shapes[0][1],), filler)
 
     def forward(self, x):
         a = self.weight if self.shared else self.weight.view((1, -1) + (1,) * (x.dim() - 2))
@@ -399,6 +432,8 @@ class Concat(CaffeLayer):
     def __init__(self, lp, bottom_shapes):
         super().__init__(lp, bottom_shapes)
         p = lp.concat_param
+        if p.HasField("axis") and p.HasField("concat_dim"):
+            raise self.fail("give either axis or the legacy concat_dim, not both (Caffe refuses both)")
         axis = p.axis if p.HasField("axis") else (p.concat_dim if p.HasField("concat_dim") else 1)
         self.axis = int(axis) % len(bottom_shapes[0])
         ref = list(bottom_shapes[0])
@@ -419,6 +454,8 @@ class Slice(CaffeLayer):
     def __init__(self, lp, bottom_shapes):
         super().__init__(lp, bottom_shapes)
         p = lp.slice_param
+        if p.HasField("axis") and p.HasField("slice_dim"):
+            raise self.fail("give either axis or the legacy slice_dim, not both (Caffe refuses both)")
         axis = p.axis if p.HasField("axis") else (p.slice_dim if p.HasField("slice_dim") else 1)
         shape = bottom_shapes[0]
         self.axis = int(axis) % len(shape)
@@ -714,10 +751,12 @@ class SoftmaxWithLoss(CaffeLayer):
                 raise self.fail(f"label values must be in 0..{c - 1}"
                                 f"{f' or ignored {self.ignore}' if self.ignore else ''}; found {int(lab[bad][0])}")
         safe = torch.where(valid, lab, torch.zeros_like(lab))
-        picked = p.gather(1, safe[:, None])[:, 0]
-        nll = -torch.log(picked)
-        # Caffe takes log(max(p, FLT_MIN)) for the value; its gradient is p - onehot regardless.
-        nll = nll - (nll - nll.clamp(max=-math.log(FLT_MIN))).detach()
+        # Value: Caffe's -log(max(p, FLT_MIN)) from the softmax. Gradient: Caffe's p - onehot,
+        # which is the gradient of -log_softmax (finite even where p underflows to 0).
+        logp = torch.log_softmax(scores, dim=self.axis).movedim(self.axis, -1).reshape(-1, c)
+        grad_path = -logp.gather(1, safe[:, None])[:, 0]
+        value = -torch.log(p.detach().gather(1, safe[:, None])[:, 0].clamp(min=FLT_MIN))
+        nll = grad_path + (value - grad_path).detach()
         total = torch.where(valid, nll, torch.zeros_like(nll)).sum()
         outer = int(np.prod(scores.shape[: self.axis]))
         inner = p.shape[0] // max(outer, 1)

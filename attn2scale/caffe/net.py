@@ -132,7 +132,7 @@ class CaffeNet(nn.Module):
 
         meta: Dict[str, torch.Tensor] = {}
         dropped_blobs: set = set()
-        for lp in reader.filter_phase(net_param, self.phase):
+        for lp in reader.filter_phase(net_param, self.phase, source=source):
             where = f"{source}: layer {lp.name!r} ({lp.type})"
             if lp.name in self.layers or lp.name in self.order:
                 raise CaffeFormatError(f"{where}: a second layer with this name")
@@ -142,8 +142,13 @@ class CaffeNet(nn.Module):
                 dropped_blobs.update(t for t in lp.top if t not in lp.bottom or lp.type in skip_types)
                 continue
             if not lp.top and lp.type.endswith("Loss"):
-                # Caffe gives a loss layer without a top an anonymous one (AutoTopBlobs); name it after the layer.
+                # Caffe gives a loss layer without a top an anonymous one (AutoTopBlobs); name it after the
+                # layer, on a copy (the caller's NetParameter stays as it was).
+                lp = _copied(lp)
                 lp.top.append(lp.name if lp.name not in meta else f"{lp.name}(automatic)")
+            if lp.type.endswith("Loss") and not lp.loss_weight and len(lp.top) > 1:
+                raise CaffeFormatError(f"{where}: a loss layer with {len(lp.top)} tops needs one loss_weight per top "
+                                       "(Caffe's SetLossWeights refuses the single default weight)")
             missing = [b for b in lp.bottom if b not in meta]
             if missing:
                 raise CaffeFormatError(
@@ -310,6 +315,16 @@ class CaffeNet(nn.Module):
                 if pw.power == 1.0 and pw.shift == 0.0:
                     fused[nxt[0]] = FusedMerge("avg", list(bots), self.tops[nxt[0]][0], [name, nxt[0]],
                                                avg_weight=pw.scale)
+        # The fused call reads its inputs where the pattern ends: refuse when anything inside the
+        # pattern's span (an in-place ReLU on a score map, say) writes to one of them first.
+        pos = {n: i for i, n in enumerate(self.order)}
+        for key, f in list(fused.items()):
+            inputs = set(f.scores) | ({f.logits} if f.logits else set())
+            for reader_layer in f.layers:
+                for b in inputs & set(self.bottoms[reader_layer]):
+                    later = self.order[pos[reader_layer] + 1: pos[key] + 1]
+                    if any(b in self.tops[n] for n in later):
+                        fused.pop(key, None)
         absorbed = {n for f in fused.values() for n in f.layers}
         plan: List[tuple] = []
         for n in self.order:
@@ -317,7 +332,6 @@ class CaffeNet(nn.Module):
                 plan.append((fused[n],))
             elif n not in absorbed:
                 plan.append((n,))
-        # A pattern's layers must not be interleaved with a consumer of its result before its end.
         return plan
 
     # ------------------------------------------------------------------
@@ -394,6 +408,8 @@ class CaffeNet(nn.Module):
         """
         report = LoadReport()
         by_name = set(self.order)
+        loaded_params: Dict[int, torch.Tensor] = {}
+        loaded_from: Dict[int, str] = {}
         for lname, arrays in blobs.items():
             if lname not in by_name or not self.layer(lname).blob_names:
                 report.unexpected.append(lname)
@@ -406,19 +422,21 @@ class CaffeNet(nn.Module):
                 )
             for i, (pname, arr) in enumerate(zip(lay.blob_names, arrays)):
                 p = getattr(lay, pname)
+                legacy = isinstance(arr, reader.LegacyShapeArray)
                 arr = np.asarray(arr)
-                if not _caffe_shape_matches(tuple(arr.shape), tuple(p.shape)):
+                if not _caffe_shape_matches(tuple(arr.shape), tuple(p.shape), legacy):
                     raise CaffeFormatError(
                         f"{source}: layer {lname!r} blob {i} ({pname}) has shape {tuple(arr.shape)} in the file, "
                         f"the net needs {tuple(p.shape)}"
                     )
                 t = torch.from_numpy(np.ascontiguousarray(arr)).reshape(p.shape)
-                if self._shared_from_elsewhere(lname, i):
-                    if not torch.equal(p.detach().cpu().to(t.dtype), t) and lname not in report.loaded:
-                        warnings.warn(f"{source}: layer {lname!r} stores blob {i} of shared param "
-                                      f"{self.param_specs[lname][i].name!r} with values that differ from its owner's; "
-                                      "the owner's are kept", stacklevel=2)
-                    continue
+                key = id(p)
+                if key in loaded_params and not torch.equal(loaded_params[key], t):
+                    # Caffe copies every layer's blobs into the shared blob, so the last one in the file wins.
+                    warnings.warn(f"{source}: layers {loaded_from[key]!r} and {lname!r} store different values for "
+                                  f"one shared parameter; the later one ({lname!r}) is kept, as Caffe does",
+                                  stacklevel=2)
+                loaded_params[key], loaded_from[key] = t, lname
                 p.copy_(t.to(p))
             report.loaded.append(lname)
         report.missing = [n for n in self.param_layers() if n not in blobs]
@@ -508,13 +526,20 @@ class CaffeNet(nn.Module):
         return f"name={self.net_name!r}, phase={self.phase}, layers={len(self.order)}, fused={len(self.fused_merges())}"
 
 
-def _caffe_shape_matches(file_shape: Tuple[int, ...], net_shape: Tuple[int, ...]) -> bool:
-    """Caffe's check: equal shapes, or a legacy 4-D blob equal after padding the net's shape with leading 1s."""
+def _caffe_shape_matches(file_shape: Tuple[int, ...], net_shape: Tuple[int, ...], legacy: bool) -> bool:
+    """Caffe's ``Blob::ShapeEquals``: equal shapes; a blob stored with the legacy
+    num/channels/height/width fits when the net's shape padded with leading 1s equals it."""
     if file_shape == net_shape:
         return True
-    if len(file_shape) == 4 and len(net_shape) <= 4:
+    if legacy and len(file_shape) == 4 and len(net_shape) <= 4:
         return file_shape == (1,) * (4 - len(net_shape)) + net_shape
     return False
+
+
+def _copied(lp):
+    out = schema.LayerParameter()
+    out.CopyFrom(lp)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -525,6 +550,7 @@ def fill(filler, shape: Tuple[int, ...], gen: torch.Generator, *, where: str = "
     """A tensor drawn as Caffe's filler ``filler`` describes (same law, not Caffe's random numbers)."""
     kind = filler.type if filler is not None else "constant"
     numel = int(np.prod(shape)) if shape else 1
+    # Caffe: fan_in = count / shape(0), fan_out = count / shape(1) (count for a 1-D blob)
     fan_in = numel // shape[0] if shape else 1
     fan_out = numel // shape[1] if len(shape) > 1 else numel
     norms = schema.FillerParameter.VarianceNorm
@@ -537,9 +563,10 @@ def fill(filler, shape: Tuple[int, ...], gen: torch.Generator, *, where: str = "
     if kind == "gaussian":
         out = torch.empty(shape).normal_(float(filler.mean), float(filler.std), generator=gen)
         if filler.sparse >= 0:
-            if len(shape) < 2:
-                raise CaffeFormatError(f"{where}: a sparse gaussian filler needs a >= 2-D blob, got {shape}")
-            keep = torch.rand(shape, generator=gen) < filler.sparse / shape[1]
+            if len(shape) < 1:
+                raise CaffeFormatError(f"{where}: a sparse gaussian filler needs a blob with an axis, got {shape}")
+            # Caffe: each weight is kept with probability sparse / shape(0) (the outputs).
+            keep = torch.rand(shape, generator=gen) < filler.sparse / shape[0]
             out = out * keep
         return out
     if kind == "xavier":

@@ -47,12 +47,32 @@ class CaffeFormatError(ValueError):
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
-def placeholders(text: str) -> List[str]:
-    """The ``${NAME}`` placeholders left in ``text``, sorted."""
+def placeholders(text: str, *, code_only: bool = False) -> List[str]:
+    """The ``${NAME}`` placeholders left in ``text``, sorted (``code_only``: not in comments)."""
+    if code_only:
+        text = _code_only(text, keep_strings=True)
     return sorted(set(_PLACEHOLDER.findall(text)))
 
 
-_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+def _code_only(text: str, keep_strings: bool = False) -> str:
+    """``text`` without its ``#`` comments and (unless ``keep_strings``) its quoted strings."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            if keep_strings:
+                out.append(text[i:j + 1])
+            i = j + 1
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 def substitute(text: str, values: Mapping[str, object], *, source: str = "<text>",
@@ -60,10 +80,11 @@ def substitute(text: str, values: Mapping[str, object], *, source: str = "<text>
     """Replace ``${NAME}`` as the DeepLab scripts' ``sub.sed`` did.
 
     ``strict=True``: a placeholder without a value is an error that lists them.
-    ``strict="unquoted"``: only those outside quoted strings are (``num_output:
-    ${NUM_LABELS}`` cannot parse; ``source: "${DATA_ROOT}/x"`` can, and stays literal).
+    ``strict="unquoted"``: only those outside quoted strings and comments are
+    (``num_output: ${NUM_LABELS}`` cannot parse; ``source: "${DATA_ROOT}/x"`` can,
+    and stays literal).
     """
-    found = _PLACEHOLDER.findall(_QUOTED.sub("", text) if strict == "unquoted" else text)
+    found = _PLACEHOLDER.findall(_code_only(text) if strict == "unquoted" else text)
     missing = sorted({m for m in found if m not in values})
     if missing and strict:
         raise CaffeFormatError(
@@ -147,9 +168,17 @@ def _read_bytes(path: PathLike) -> bytes:
         raise CaffeFormatError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
-def parse_caffemodel_bytes(data: bytes, *, source: str = "<bytes>"):
+def _not_utf8(source: str, exc: UnicodeDecodeError) -> CaffeFormatError:
+    # upb accepts a proto2 string that is not UTF-8 and fails only when it is read.
+    return CaffeFormatError(f"{source}: a name or string in the file is not valid UTF-8 (corrupted?): {exc}")
+
+
+def parse_caffemodel_bytes(data: bytes, *, source: str = "<bytes>", keep_blobs: bool = True):
     """A NetParameter from the bytes of a binary ``.caffemodel``, upgraded to V2 layers."""
-    return upgrade_net(_parse_binary(data, source), source=source)
+    try:
+        return upgrade_net(_parse_binary(data, source), source=source, keep_blobs=keep_blobs)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(source, exc) from None
 
 
 def read_caffemodel(path: PathLike):
@@ -253,27 +282,64 @@ def _net_inputs_to_layer(net, source: str):
     return layer
 
 
-def upgrade_net(net, *, source: str = "<net>"):
-    """Return a NetParameter with only V2 ``layer`` entries (a new message; ``net`` is not changed)."""
-    out = schema.NetParameter()
-    out.CopyFrom(net)
+def _is_repeated(fd) -> bool:
+    flag = getattr(fd, "is_repeated", None)  # protobuf >= 5.x; older ones have only ``label``
+    return bool(flag) if flag is not None else fd.label == fd.LABEL_REPEATED
+
+
+def _copy_fields(src, dst, skip: str = "blobs") -> None:
+    """``dst.CopyFrom(src)`` without the field ``skip`` (weights need not be copied twice)."""
+    for fd, value in src.ListFields():
+        if fd.name == skip:
+            continue
+        if _is_repeated(fd):
+            target = getattr(dst, fd.name)
+            if fd.type == fd.TYPE_MESSAGE:
+                for v in value:
+                    target.add().CopyFrom(v)
+            else:
+                target.extend(value)
+        elif fd.type == fd.TYPE_MESSAGE:
+            getattr(dst, fd.name).CopyFrom(value)
+        else:
+            setattr(dst, fd.name, value)
+
+
+def upgrade_net(net, *, source: str = "<net>", keep_blobs: bool = True):
+    """Return a NetParameter with only V2 ``layer`` entries (a new message; ``net`` is not changed).
+
+    ``keep_blobs=False`` leaves the weights out (the topology of a caffemodel whose
+    weights are read separately with :func:`caffemodel_blobs`).
+    """
     if net.layers and net.layer:
         raise CaffeFormatError(f"{source}: mixes V1 'layers' and V2 'layer' entries; Caffe refuses such nets")
-    del out.layers[:]
-    del out.layer[:]
-    del out.input[:]
-    del out.input_dim[:]
-    del out.input_shape[:]
-    if net.input:
+    out = schema.NetParameter()
+    for fd, value in net.ListFields():
+        if fd.name in ("layer", "layers", "input", "input_dim", "input_shape"):
+            continue
+        if _is_repeated(fd):
+            getattr(out, fd.name).extend(value)
+        elif fd.type == fd.TYPE_MESSAGE:
+            getattr(out, fd.name).CopyFrom(value)
+        else:
+            setattr(out, fd.name, value)
+    if net.input and (net.input_dim or net.input_shape):
         out.layer.add().CopyFrom(_net_inputs_to_layer(net, source))
     elif net.input_dim or net.input_shape:
         raise CaffeFormatError(f"{source}: input_dim/input_shape given without 'input' names")
+    # ``input`` names alone (old caffemodels keep them): Caffe's UpgradeNetInput just drops them.
     for i, v1 in enumerate(net.layers):
-        out.layer.add().CopyFrom(_v1_to_v2(v1, i, source))
+        layer = _v1_to_v2(v1, i, source)
+        if not keep_blobs:
+            del layer.blobs[:]
+        out.layer.add().CopyFrom(layer)
     for layer in net.layer:
         new = out.layer.add()
-        new.CopyFrom(layer)
-        _renumber_binary_fields(new)
+        if keep_blobs:
+            new.CopyFrom(layer)
+        else:
+            _copy_fields(layer, new)
+        _renumber_binary_fields(new, source)
     return out
 
 
@@ -296,7 +362,7 @@ _BINARY_HOMES = {
 }
 
 
-def _renumber_binary_fields(layer) -> None:
+def _renumber_binary_fields(layer, source: str = "<caffemodel>") -> None:
     """Move a parameter message that a binary file stored at another Caffe's number to its field here.
 
     The layer type says which parameter it needs; when that field is empty and the
@@ -313,9 +379,15 @@ def _renumber_binary_fields(layer) -> None:
         occupant = _field_at(number)
         if occupant is None or occupant == target or not layer.HasField(occupant):
             continue
+        from google.protobuf.message import DecodeError
+
         raw = getattr(layer, occupant).SerializeToString()
         layer.ClearField(occupant)
-        getattr(layer, target).ParseFromString(raw)
+        try:
+            getattr(layer, target).ParseFromString(raw)
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            raise CaffeFormatError(f"{source}: layer {layer.name!r} ({layer.type}): its {target} (stored at field "
+                                   f"{number}) cannot be read: {exc}") from None
         return
 
 
@@ -346,31 +418,47 @@ def _rule_matches(rule, phase: int, level: int, stages: Sequence[str]) -> bool:
     return True
 
 
-def layer_included(layer, phase: Union[str, int], level: int = 0, stages: Sequence[str] = ()) -> bool:
+def layer_included(layer, phase: Union[str, int], level: int = 0, stages: Sequence[str] = (), *,
+                   source: str = "<net>") -> bool:
     """Whether ``layer`` is part of the net in ``phase`` (include/exclude rules as Caffe applies them)."""
     ph = _phase_value(phase)
     if layer.include and layer.exclude:
-        raise CaffeFormatError(f"layer {layer.name!r}: has both include and exclude rules; Caffe refuses that")
+        raise CaffeFormatError(f"{source}: layer {layer.name!r} has both include and exclude rules; Caffe refuses that")
     if layer.include:
         return any(_rule_matches(r, ph, level, stages) for r in layer.include)
     return not any(_rule_matches(r, ph, level, stages) for r in layer.exclude)
 
 
-def filter_phase(net, phase: Union[str, int], level: int = 0, stages: Sequence[str] = ()) -> List:
+def filter_phase(net, phase: Union[str, int], level: int = 0, stages: Sequence[str] = (), *,
+                 source: str = "<net>") -> List:
     """The layers of an upgraded ``net`` that run in ``phase``, in order."""
-    return [layer for layer in net.layer if layer_included(layer, phase, level, stages)]
+    return [layer for layer in net.layer if layer_included(layer, phase, level, stages, source=source)]
 
 
 # --------------------------------------------------------------------------
 # Blobs
 # --------------------------------------------------------------------------
 
+class LegacyShapeArray(np.ndarray):
+    """The array of a blob stored with the legacy num/channels/height/width fields.
+
+    Caffe's ``Blob::ShapeEquals`` lets such a 4-D blob fit any blob of at most 4
+    axes whose shape, padded with leading 1s, is the same (a 1x1x1xN bias for an N
+    bias); a blob stored with ``shape`` must match exactly.
+    """
+
+
+def is_legacy_blob(blob) -> bool:
+    return any(blob.HasField(f) for f in ("num", "channels", "height", "width"))
+
+
 def blob_shape(blob) -> tuple:
-    """The shape a BlobProto declares: ``shape.dim`` or the legacy 4-D num/channels/height/width."""
+    """The shape a BlobProto declares: the legacy 4-D num/channels/height/width when any is
+    set (Caffe's ``Blob::FromProto`` reads those first), else ``shape.dim``."""
+    if is_legacy_blob(blob):
+        return (int(blob.num), int(blob.channels), int(blob.height), int(blob.width))
     if blob.HasField("shape"):
         return tuple(int(d) for d in blob.shape.dim)
-    if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
-        return (int(blob.num), int(blob.channels), int(blob.height), int(blob.width))
     n = len(blob.data) or len(blob.double_data)
     return (n,)
 
@@ -395,7 +483,8 @@ def blob_to_array(blob, *, where: str = "blob") -> np.ndarray:
         raise CaffeFormatError(
             f"{where}: shape {shape} needs {count} values, the file holds {len(values)}"
         )
-    return np.asarray(values, dtype=dtype).reshape(shape)
+    out = np.asarray(values, dtype=dtype).reshape(shape)
+    return out.view(LegacyShapeArray) if is_legacy_blob(blob) else out
 
 
 def caffemodel_blobs(net, *, source: str = "<caffemodel>") -> Dict[str, List[np.ndarray]]:
@@ -414,6 +503,14 @@ def caffemodel_blobs(net, *, source: str = "<caffemodel>") -> Dict[str, List[np.
             raise CaffeFormatError(f"{source}: two layers named {name!r} both store weights")
         out[name] = [blob_to_array(b, where=f"{source}: layer {name!r} blob {i}") for i, b in enumerate(blobs)]
 
+    try:
+        _add_all(net, add)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(source, exc) from None
+    return out
+
+
+def _add_all(net, add) -> None:
     for layer in net.layer:
         add(layer.name, layer.blobs)
     for v1 in net.layers:
@@ -421,7 +518,6 @@ def caffemodel_blobs(net, *, source: str = "<caffemodel>") -> Dict[str, List[np.
             add(v1.layer.name, v1.layer.blobs)
         else:
             add(v1.name, v1.blobs)
-    return out
 
 
 def load_caffemodel_blobs(path: PathLike) -> Dict[str, List[np.ndarray]]:
