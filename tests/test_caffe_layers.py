@@ -403,3 +403,19 @@ def test_shared_blobs_in_the_file_the_last_one_wins(tmp_path):
         net.load_blobs({"c1": [np.full((1, 1, 1, 1), 1.0, np.float32), np.zeros(1, np.float32)],
                         "c2": [np.full((1, 1, 1, 1), 2.0, np.float32), np.zeros(1, np.float32)]})
     assert net.layer("c1").weight.item() == 2.0 and net.layer("c2").weight.item() == 2.0
+
+
+def test_shared_param_multipliers_follow_append_param():
+    text = '''
+        layer { name: "c1" type: "Convolution" bottom: "x" top: "y1" param { name: "w" } param { name: "b" }
+                convolution_param { num_output: 1 kernel_size: 1 } }
+        layer { name: "c2" type: "Convolution" bottom: "x" top: "y2" param { name: "w" lr_mult: 10 }
+                param { name: "b" lr_mult: 20 decay_mult: 0 } convolution_param { num_output: 1 kernel_size: 1 } }
+    '''
+    net, _ = run(text, {"x": torch.zeros(1, 1, 2, 2)})
+    groups = {g["name"]: (g["lr_mult"], g["decay_mult"]) for g in net.caffe_param_groups()}
+    assert groups == {"c1.weight": (10.0, 1.0), "c1.bias": (20.0, 0.0)}  # the first layer that sets each
+    clash = text.replace('param { name: "w" } param { name: "b" }', 'param { name: "w" lr_mult: 1 } param { name: "b" }')
+    net, _ = run(clash, {"x": torch.zeros(1, 1, 2, 2)})
+    with pytest.raises(CaffeFormatError, match=r"layer 'c2' sets lr_mult 10.0 for a parameter shared with 'c1.weight'"):
+        net.caffe_param_groups()

@@ -370,22 +370,35 @@ class CaffeNet(nn.Module):
                 p.copy_(fill(filler, tuple(p.shape), gen, where=f"layer {n!r} blob {i}").to(p))
 
     def caffe_param_groups(self) -> List[dict]:
-        """One entry per distinct parameter with Caffe's lr_mult and decay_mult (owner's ParamSpec)."""
-        out, seen = [], set()
+        """One entry per distinct parameter with its Caffe lr_mult and decay_mult.
+
+        As Caffe's Net::AppendParam: a shared parameter takes each multiplier from the
+        first layer that sets it (default 1), and layers that both set it must agree.
+        """
+        groups: Dict[int, dict] = {}
         for n in self.order:
             lay = self.layer(n)
             specs = self.param_specs[n]
             for i, pname in enumerate(lay.blob_names):
                 p = getattr(lay, pname)
-                if id(p) in seen:
-                    continue
-                seen.add(id(p))
+                g = groups.setdefault(id(p), {"params": [p], "name": f"{n}.{pname}", "lr_mult": None,
+                                              "decay_mult": None})
                 spec = specs[i] if i < len(specs) else None
-                out.append({
-                    "params": [p], "name": f"{n}.{pname}",
-                    "lr_mult": float(spec.lr_mult) if spec is not None else 1.0,
-                    "decay_mult": float(spec.decay_mult) if spec is not None else 1.0,
-                })
+                for field_name in ("lr_mult", "decay_mult"):
+                    if spec is None or not spec.HasField(field_name):
+                        continue
+                    value = float(getattr(spec, field_name))
+                    if g[field_name] is None:
+                        g[field_name] = value
+                    elif g[field_name] != value:
+                        raise CaffeFormatError(
+                            f"{self.source}: layer {n!r} sets {field_name} {value} for a parameter shared with "
+                            f"{g['name']!r}, which has {g[field_name]}; Caffe refuses such nets")
+        out = list(groups.values())
+        for g in out:
+            for field_name in ("lr_mult", "decay_mult"):
+                if g[field_name] is None:
+                    g[field_name] = 1.0
         return out
 
     def caffe_state_dict(self) -> Dict[str, torch.Tensor]:
