@@ -27,6 +27,20 @@ def gen():
     return torch.Generator().manual_seed(0)
 
 
+def close(ours: torch.Tensor, ref, what: str, rtol: float = 1e-5, atol_rel: float = 1e-5) -> float:
+    """Assert ``|ours - ref| <= atol_rel * max|ref| + rtol * |ref|`` elementwise (ref: tensor or
+    array, e.g. a real-Caffe blob); return the worst error relative to max|ref|."""
+    ref = torch.as_tensor(ref).to(torch.float32)
+    ours = ours.detach().to(torch.float32)
+    assert tuple(ours.shape) == tuple(ref.shape), f"{what}: shape {tuple(ours.shape)} vs Caffe {tuple(ref.shape)}"
+    err = (ours - ref).abs()
+    scale = ref.abs().max().clamp_min(1e-30)
+    worst = (err.max() / scale).item()
+    assert bool((err <= atol_rel * scale + rtol * ref.abs()).all()), (
+        f"{what}: max error {err.max().item():.3g} = {worst:.3g} of max|ref|")
+    return worst
+
+
 def assert_grads_reach_trainable(model) -> None:
     """Every trainable parameter received a non-zero gradient."""
     for name, p in model.named_parameters():

@@ -182,6 +182,15 @@ def _field_bytes(number, payload):
     return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
+def _input_param(layer):
+    """The InputParameter the reader recovers (binary BVLC files keep it at 143, interp_param here)."""
+    from attn2scale.caffe.reader import upgrade_net
+
+    net = schema.NetParameter()
+    net.layer.add().CopyFrom(layer)
+    return upgrade_net(net).layer[0].input_param
+
+
 def test_bvlc_binary_input_param_is_recovered():
     shape = schema.InputParameter()
     shape.shape.add().dim.extend([1, 3, 97, 97])
@@ -189,9 +198,9 @@ def test_bvlc_binary_input_param_is_recovered():
     raw += _field_bytes(143, shape.SerializeToString())   # how BVLC writes input_param
     layer = schema.LayerParameter.FromString(raw)
     assert layer.HasField("interp_param") and not layer.HasField("input_param")
-    assert list(schema.input_param_of(layer).shape[0].dim) == [1, 3, 97, 97]
+    assert list(_input_param(layer).shape[0].dim) == [1, 3, 97, 97]
     text_layer = text_format.Parse('type: "Input" input_param { shape { dim: 2 } }', schema.LayerParameter())
-    assert list(schema.input_param_of(text_layer).shape[0].dim) == [2]
+    assert list(_input_param(text_layer).shape[0].dim) == [2]
 
 
 def test_private_pool_and_exports():
@@ -243,4 +252,4 @@ def test_shared_caffemodels_parse():
                 assert count == len(blob.data) + len(blob.double_data), (path, layer.name)
     slim = schema.NetParameter.FromString((root / "golden/largefov_slim/largefov_slim.caffemodel").read_bytes())
     assert slim.layer[0].type == "Input"
-    assert list(schema.input_param_of(slim.layer[0]).shape[0].dim) == [1, 3, 97, 97]
+    assert list(_input_param(slim.layer[0]).shape[0].dim) == [1, 3, 97, 97]

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from attn2scale import ops
 from attn2scale.models import DeepLabLargeFOV, MultiScaleNet, build_model
-from conftest import require_shared
+from conftest import close, require_shared
 
 CASES = {"attention47": "attention", "max30": "max", "avg28_2": "avg"}
 
@@ -47,14 +47,6 @@ def make_model(case: str) -> MultiScaleNet:
             layer, kind = name.split(".")[-2:]
             p.copy_(npy(weights / f"{layer}_{'w' if kind == 'weight' else 'b'}.npy"))
     return model.eval()  # the golden nets ran with dropout ratio 0
-
-
-def close(ours: torch.Tensor, ref: torch.Tensor, what: str, rtol=1e-5, atol_rel=1e-5):
-    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} vs Caffe {tuple(ref.shape)}"
-    err = (ours.detach() - ref).abs()
-    bound = atol_rel * ref.abs().max() + rtol * ref.abs()
-    worst = (err / ref.abs().max().clamp_min(1e-30)).max().item()
-    assert bool((err <= bound).all()), f"{what}: max error {err.max().item():.3g} (relative to max|ref| {worst:.3g})"
 
 
 def caffe_name(ours: str) -> str:

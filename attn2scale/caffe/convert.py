@@ -439,23 +439,14 @@ def convert_caffe(
     ``verify`` runs before anything is written, so a failing check writes nothing.
     """
     source = str(caffemodel)
-    raw = reader._parse_binary(reader._read_bytes(caffemodel), source)  # parsed once, for weights and layers
-    blobs = reader.caffemodel_blobs(raw, source=source)
-    if not blobs:
-        raise CaffeFormatError(f"{source}: holds no weights (no layer has blobs); not a trained caffemodel?")
-    net_param = None
+    # The caffemodel's own layers are the topology only for a builder target without a prototxt.
+    blobs, net_param = reader.read_caffemodel_weights(caffemodel, with_net=prototxt is None and target == "builder")
     unresolved: List[str] = []
     if prototxt is not None:
         # Placeholders inside strings (data paths, MatWrite prefixes) may stay; bare ones must be given.
-        net_param = reader.read_net_prototxt(prototxt, values, strict="unquoted")
-        text = Path(prototxt).read_text(errors="replace")
+        text = reader.read_text(prototxt)
+        net_param = reader.parse_net_text(text, source=str(prototxt), values=values, strict="unquoted")
         unresolved = [n for n in reader.placeholders(text, code_only=True) if n not in (values or {})]
-    elif target == "builder":
-        try:
-            net_param = reader.upgrade_net(raw, source=source, keep_blobs=False)
-        except UnicodeDecodeError as exc:
-            raise reader._not_utf8(source, exc) from None
-    del raw
     missing: List[str] = []
     model, state, name_map, opts = build_target(target, blobs, net_param, phase=phase, options=options or {},
                                                 source=source, allow_unused=allow_unused,

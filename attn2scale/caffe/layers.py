@@ -271,7 +271,8 @@ class Pooling(CaffeLayer):
             if self.method == "MAX":
                 return [F.max_pool2d(x, kernel)]
             return [F.avg_pool2d(x, kernel)]
-        self._check_size(*x.shape[-2:])
+        if tuple(x.shape[-2:]) != tuple(self.bottom_shapes[0][2:]):  # checked at build for that size
+            self._check_size(*x.shape[-2:])
         if self.method == "MAX":
             # Padding acts as -inf; PyTorch's ceil rule drops a window starting in the padding, as Caffe does
             # (the case where the rules part is refused in _check_size).
@@ -418,6 +419,14 @@ class Eltwise(CaffeLayer):
 # Blob plumbing
 # --------------------------------------------------------------------------
 
+def _axis_or_legacy(layer: CaffeLayer, p, legacy: str, ndim: int) -> int:
+    """Concat/Slice ``axis``, or the legacy ``concat_dim``/``slice_dim``; default 1; both is an error."""
+    if p.HasField("axis") and p.HasField(legacy):
+        raise layer.fail(f"give either axis or the legacy {legacy}, not both (Caffe refuses both)")
+    axis = p.axis if p.HasField("axis") else (getattr(p, legacy) if p.HasField(legacy) else 1)
+    return int(axis) % ndim
+
+
 class Split(CaffeLayer):
     caffe_type = "Split"
     n_tops = None
@@ -431,11 +440,7 @@ class Concat(CaffeLayer):
 
     def __init__(self, lp, bottom_shapes):
         super().__init__(lp, bottom_shapes)
-        p = lp.concat_param
-        if p.HasField("axis") and p.HasField("concat_dim"):
-            raise self.fail("give either axis or the legacy concat_dim, not both (Caffe refuses both)")
-        axis = p.axis if p.HasField("axis") else (p.concat_dim if p.HasField("concat_dim") else 1)
-        self.axis = int(axis) % len(bottom_shapes[0])
+        self.axis = _axis_or_legacy(self, lp.concat_param, "concat_dim", len(bottom_shapes[0]))
         ref = list(bottom_shapes[0])
         for i, s in enumerate(bottom_shapes):
             other = list(s)
@@ -454,11 +459,8 @@ class Slice(CaffeLayer):
     def __init__(self, lp, bottom_shapes):
         super().__init__(lp, bottom_shapes)
         p = lp.slice_param
-        if p.HasField("axis") and p.HasField("slice_dim"):
-            raise self.fail("give either axis or the legacy slice_dim, not both (Caffe refuses both)")
-        axis = p.axis if p.HasField("axis") else (p.slice_dim if p.HasField("slice_dim") else 1)
         shape = bottom_shapes[0]
-        self.axis = int(axis) % len(shape)
+        self.axis = _axis_or_legacy(self, p, "slice_dim", len(shape))
         n = shape[self.axis]
         k = self.n_top_names
         if p.slice_point:

@@ -98,7 +98,8 @@ def substitute(text: str, values: Mapping[str, object], *, source: str = "<text>
 # Parsing
 # --------------------------------------------------------------------------
 
-def _read_text(path: PathLike) -> str:
+def read_text(path: PathLike) -> str:
+    """A prototxt's text; a missing file or binary content is a CaffeFormatError naming it."""
     p = Path(path)
     data = _read_bytes(p)
     try:
@@ -126,14 +127,14 @@ def parse_net_text(text: str, *, source: str = "<text>", values: Optional[Mappin
 def read_net_prototxt(path: PathLike, values: Optional[Mapping[str, object]] = None, *,
                       strict: Union[bool, str] = True):
     """Read a net ``.prototxt`` (V2, V1; DeepLab extensions) into an upgraded NetParameter."""
-    return parse_net_text(_read_text(path), source=str(path), values=values, strict=strict)
+    return parse_net_text(read_text(path), source=str(path), values=values, strict=strict)
 
 
 def read_solver_prototxt(path: PathLike, values: Optional[Mapping[str, object]] = None):
     """Read a ``solver.prototxt`` into a SolverParameter."""
     from google.protobuf import text_format
 
-    text = _read_text(path)
+    text = read_text(path)
     if values is not None or placeholders(text):
         text = substitute(text, values or {}, source=str(path))
     solver = schema.SolverParameter()
@@ -173,12 +174,16 @@ def _not_utf8(source: str, exc: UnicodeDecodeError) -> CaffeFormatError:
     return CaffeFormatError(f"{source}: a name or string in the file is not valid UTF-8 (corrupted?): {exc}")
 
 
-def parse_caffemodel_bytes(data: bytes, *, source: str = "<bytes>", keep_blobs: bool = True):
-    """A NetParameter from the bytes of a binary ``.caffemodel``, upgraded to V2 layers."""
+def _upgrade_binary(raw, source: str, keep_blobs: bool):
     try:
-        return upgrade_net(_parse_binary(data, source), source=source, keep_blobs=keep_blobs)
+        return upgrade_net(raw, source=source, keep_blobs=keep_blobs)
     except UnicodeDecodeError as exc:
         raise _not_utf8(source, exc) from None
+
+
+def parse_caffemodel_bytes(data: bytes, *, source: str = "<bytes>", keep_blobs: bool = True):
+    """A NetParameter from the bytes of a binary ``.caffemodel``, upgraded to V2 layers."""
+    return _upgrade_binary(_parse_binary(data, source), source, keep_blobs)
 
 
 def read_caffemodel(path: PathLike):
@@ -287,10 +292,10 @@ def _is_repeated(fd) -> bool:
     return bool(flag) if flag is not None else fd.label == fd.LABEL_REPEATED
 
 
-def _copy_fields(src, dst, skip: str = "blobs") -> None:
-    """``dst.CopyFrom(src)`` without the field ``skip`` (weights need not be copied twice)."""
+def _copy_fields(src, dst, skip: Sequence[str] = ("blobs",)) -> None:
+    """``dst.CopyFrom(src)`` without the fields ``skip`` (weights need not be copied twice)."""
     for fd, value in src.ListFields():
-        if fd.name == skip:
+        if fd.name in skip:
             continue
         if _is_repeated(fd):
             target = getattr(dst, fd.name)
@@ -314,15 +319,7 @@ def upgrade_net(net, *, source: str = "<net>", keep_blobs: bool = True):
     if net.layers and net.layer:
         raise CaffeFormatError(f"{source}: mixes V1 'layers' and V2 'layer' entries; Caffe refuses such nets")
     out = schema.NetParameter()
-    for fd, value in net.ListFields():
-        if fd.name in ("layer", "layers", "input", "input_dim", "input_shape"):
-            continue
-        if _is_repeated(fd):
-            getattr(out, fd.name).extend(value)
-        elif fd.type == fd.TYPE_MESSAGE:
-            getattr(out, fd.name).CopyFrom(value)
-        else:
-            setattr(out, fd.name, value)
+    _copy_fields(net, out, skip=("layer", "layers", "input", "input_dim", "input_shape"))
     if net.input and (net.input_dim or net.input_shape):
         out.layer.add().CopyFrom(_net_inputs_to_layer(net, source))
     elif net.input_dim or net.input_shape:
@@ -520,10 +517,18 @@ def _add_all(net, add) -> None:
             add(v1.name, v1.blobs)
 
 
+def read_caffemodel_weights(path: PathLike, *, with_net: bool = False):
+    """``(weights, net)`` of a caffemodel (V2, V1 or V0), parsed once: the weights as
+    ``{layer: [arrays]}`` and, with ``with_net``, its layers upgraded to V2 without their
+    blobs (else None)."""
+    source = str(path)
+    raw = _parse_binary(_read_bytes(path), source)
+    blobs = caffemodel_blobs(raw, source=source)
+    if not blobs:
+        raise CaffeFormatError(f"{source}: holds no weights (no layer has blobs); not a trained caffemodel?")
+    return blobs, (_upgrade_binary(raw, source, keep_blobs=False) if with_net else None)
+
+
 def load_caffemodel_blobs(path: PathLike) -> Dict[str, List[np.ndarray]]:
     """Read a caffemodel (V2, V1 or V0) and return its weights as ``{layer: [arrays]}``."""
-    net = _parse_binary(_read_bytes(path), str(path))
-    blobs = caffemodel_blobs(net, source=str(path))
-    if not blobs:
-        raise CaffeFormatError(f"{path}: holds no weights (no layer has blobs); not a trained caffemodel?")
-    return blobs
+    return read_caffemodel_weights(path)[0]

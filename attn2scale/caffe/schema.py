@@ -33,10 +33,9 @@ reserved 19000-19999), so its *name* still parses in text format.
 
 * ``LayerParameter.input_param`` (BVLC 143): 143 is DeepLab's ``interp_param``.
   A BVLC *binary* Input layer therefore decodes into ``interp_param`` (as unknown
-  fields, the wire types differ); a caller recovers it, when
-  ``layer.type == "Input"``, by re-parsing ``layer.interp_param.SerializeToString()``
-  as an InputParameter (:func:`input_param_of` does exactly that). Text files are
-  unaffected. Writing a BVLC binary needs the reverse move.
+  fields, the wire types differ); :func:`attn2scale.caffe.reader.upgrade_net`
+  re-reads those bytes as an InputParameter when ``layer.type == "Input"``. Text
+  files are unaffected. Writing a BVLC binary needs the reverse move.
 * ``ConvolutionParameter.force_nd_im2col`` (BVLC 17): 17 is DeepLab's ``hole``.
 * ``ConvolutionParameter.hole_h`` (DeepLab 18): 18 is BVLC's ``dilation``
   (so a fork binary's ``hole_h: h`` reads as ``dilation: h``). ``hole_w`` keeps 19.
@@ -668,7 +667,7 @@ _AUTHORS_LAYER_CLASHES = [
 RELOCATED_FIELDS = {
     "LayerParameter.input_param": (143, _MOVED + 143, (
         "BVLC InputParameter; 143 is DeepLab's interp_param. For a binary Input layer "
-        "re-parse layer.interp_param.SerializeToString() as InputParameter (input_param_of).")),
+        "re-parse layer.interp_param.SerializeToString() as InputParameter (reader.upgrade_net).")),
     "ConvolutionParameter.force_nd_im2col": (17, _MOVED + 17, "BVLC; 17 is DeepLab's hole."),
     "ConvolutionParameter.hole_h": (18, _FORK + 18, "DeepLab; 18 is BVLC's dilation."),
     "V1LayerParameter.loss_param": (42, _MOVED + 42, "BVLC V1; 42 is DeepLab v1's seg_accuracy_param."),
@@ -796,22 +795,9 @@ def field_number(message_name, field_name):
     return message_class(message_name).DESCRIPTOR.fields_by_name[field_name].number
 
 
-def input_param_of(layer):
-    """The InputParameter of an ``Input`` LayerParameter, from text or binary files.
-
-    A BVLC binary stores it at 143, which this schema reads as ``interp_param``;
-    the bytes are re-parsed as an InputParameter.
-    """
-    if layer.HasField("input_param") or layer.type != "Input" or not layer.HasField("interp_param"):
-        return layer.input_param
-    out = _CLASSES["InputParameter"]()
-    out.ParseFromString(layer.interp_param.SerializeToString())
-    return out
-
-
 __all__ = [  # noqa: PLE0604 -- the message classes are only known at run time
     *sorted(_CLASSES),
     "AUTHORS_FORK_NUMBERS", "ENUM_ALIASES", "FILE", "POOL", "Phase", "RELOCATED_FIELDS",
     "TEST", "TRAIN", "UNVERIFIED_FIELDS", "enum_name", "enum_value", "field_number",
-    "input_param_of", "message_class",
+    "message_class",
 ]
