@@ -96,7 +96,12 @@ setup(
     description="Attention to Scale (Chen et al., CVPR 2016) in PyTorch, Caffe-faithful, with fused CPU/CUDA kernels",
     packages=find_packages(include=["attn2scale", "attn2scale.*"]),
     python_requires=">=3.10",
-    install_requires=["torch==2.14.1", "numpy", "protobuf>=4.21,<8", "safetensors>=0.4"],
+    install_requires=[
+        "torch==2.14.1", "numpy", "protobuf>=4.21,<8", "safetensors>=0.4", "h5py",
+        "Pillow", "scipy", "tqdm",
+    ],
+    extras_require={"coco": ["pycocotools>=2.0"]},
+    entry_points={"console_scripts": ["attn2scale=attn2scale.__main__:main"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     zip_safe=False,

@@ -1,17 +1,21 @@
-"""``python -m attn2scale <command> ...``: the project's command line."""
+"""``attn2scale <command> ...`` (also ``python -m attn2scale``): the project's command line."""
 
+import importlib
 import sys
+
+# command -> module with main(argv, prog); the one list of subcommands.
+COMMANDS = {
+    "convert": "attn2scale.cli.convert",
+    "prepare-data": "attn2scale.cli.prepare_data",
+}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"convert": "attn2scale.cli.convert"}
-    if not argv or argv[0] not in commands:
-        print("usage: python -m attn2scale {%s} ..." % ",".join(commands), file=sys.stderr)
+    if not argv or argv[0] not in COMMANDS:
+        print("usage: attn2scale {%s} ..." % ",".join(COMMANDS), file=sys.stderr)
         return 2
-    import importlib
-
-    return importlib.import_module(commands[argv[0]]).main(argv[1:], prog=f"attn2scale {argv[0]}")
+    return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:], prog=f"attn2scale {argv[0]}")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,19 @@ def shared_dir() -> Path:
     return Path(os.environ.get("A2S_SHARED", REPO.parent / "shared"))
 
 
+def skip_without_shared(reason: str) -> None:
+    """Skip for want of ../shared, or fail where it must be there (CI sets A2S_REQUIRE_SHARED=1)."""
+    if os.environ.get("A2S_REQUIRE_SHARED") == "1":
+        pytest.fail(f"{reason}; A2S_REQUIRE_SHARED=1 forbids skipping for it")
+    pytest.skip(reason)
+
+
 def require_shared(*parts: str) -> Path:
     """Path under ../shared, or skip the test with the reason when it is absent."""
     p = shared_dir().joinpath(*parts)
     if not p.exists():
-        pytest.skip(f"reference material not found: {p} (it lives in ../shared beside the repo; set A2S_SHARED)")
+        skip_without_shared(f"reference material not found: {p} (it lives in ../shared beside the repo; "
+                            "set A2S_SHARED)")
     return p
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from attn2scale.caffe import CaffeFormatError, CaffeNet, read_net_prototxt, read_solver_prototxt
 from attn2scale.caffe.reader import placeholders
-from conftest import require_shared, shared_dir
+from conftest import require_shared, shared_dir, skip_without_shared
 from test_interp_sizes_configs import NUM_LABELS, _load, sed_placeholders
 
 ROOT = ("caffe", "configs")
@@ -89,7 +89,7 @@ def test_config_inventory():
 @pytest.mark.parametrize("path", _params(NETS))
 def test_every_config_builds_with_caffe_checks(path):
     if path is None:
-        pytest.skip(f"no configs under {shared_dir().joinpath(*ROOT)} (../shared is absent)")
+        skip_without_shared(f"no configs under {shared_dir().joinpath(*ROOT)} (../shared is absent)")
     text = path.read_text()
     assert placeholders(text) == [] or set(placeholders(text)) <= set(values_for(path))
     net = build(path)
@@ -112,7 +112,7 @@ def test_every_config_builds_with_caffe_checks(path):
 @pytest.mark.parametrize("path", _params(AUTHORS))
 def test_builder_shapes_equal_the_independent_propagator(path):
     if path is None:
-        pytest.skip(f"no configs under {shared_dir().joinpath(*ROOT)} (../shared is absent)")
+        skip_without_shared(f"no configs under {shared_dir().joinpath(*ROOT)} (../shared is absent)")
     net = build(path)
     other = _load(path)
     compared = 0
@@ -178,7 +178,7 @@ def test_dense_crf_is_named_as_unsupported_and_can_be_dropped():
 @pytest.mark.parametrize("path", _params(SOLVERS))
 def test_every_solver_parses(path):
     if path is None:
-        pytest.skip(f"no configs under {shared_dir().joinpath(*ROOT)} (../shared is absent)")
+        skip_without_shared(f"no configs under {shared_dir().joinpath(*ROOT)} (../shared is absent)")
     s = read_solver_prototxt(path, values_for(path))
     assert s.lr_policy == "step" and s.gamma == pytest.approx(0.1)
     assert s.momentum == pytest.approx(0.9) and s.weight_decay == pytest.approx(0.0005)

@@ -17,7 +17,7 @@ import torch
 from attn2scale.caffe import CaffeNet, load_caffemodel_blobs, read_caffemodel
 from attn2scale.caffe.convert import convert_caffe
 from attn2scale.caffe.reader import parse_net_text
-from conftest import close, require_shared, shared_dir
+from conftest import close, require_shared, shared_dir, skip_without_shared
 
 h5py = pytest.importorskip("h5py")
 
@@ -306,7 +306,7 @@ def _interp_cases():
 @pytest.mark.parametrize("case", _interp_cases())
 def test_fork_interp_layer_as_a_net(case):
     if case is None:
-        pytest.skip(f"no Interp fixtures under {shared_dir()} (../shared is absent)")
+        skip_without_shared(f"no Interp fixtures under {shared_dir()} (../shared is absent)")
     cases = json.loads(golden("authors_fork", "interp", "cases.json").read_text())
     d = golden("authors_fork", "interp", case)
     x = torch.from_numpy(np.load(d / "input.npy")).requires_grad_(True)

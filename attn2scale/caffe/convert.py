@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..fileio import fsync_file, temp_beside
 from . import reader
 from .net import CaffeNet, _caffe_shape_matches
 from .reader import CaffeFormatError
@@ -192,20 +192,6 @@ def infer_model_options(blobs: Mapping[str, List[np.ndarray]], target: str, net_
 # Writing
 # --------------------------------------------------------------------------
 
-def _temp_beside(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
-    return tmp
-
-
-def _fsync(path: str) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 def save_converted(state: Mapping[str, torch.Tensor], meta: Mapping, out: PathLike, *, force: bool = False) -> Path:
     """Write ``out`` (.safetensors) and ``out`` with ``.json``.
 
@@ -230,14 +216,14 @@ def save_converted(state: Mapping[str, torch.Tensor], meta: Mapping, out: PathLi
     text = json.dumps(meta, indent=2) + "\n"
     temps = []
     try:
-        tmp_w = _temp_beside(out)
+        tmp_w = temp_beside(out)
         temps.append(tmp_w)
         save_file(tensors, tmp_w, metadata=str_meta)
-        tmp_j = _temp_beside(side)
+        tmp_j = temp_beside(side)
         temps.append(tmp_j)
         Path(tmp_j).write_text(text)
         for t in temps:
-            _fsync(t)
+            fsync_file(t)
         os.replace(tmp_w, out)
         os.replace(tmp_j, side)
     finally:
