@@ -98,9 +98,10 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "torch==2.14.1", "numpy", "protobuf>=4.21,<8", "safetensors>=0.4", "h5py",
-        "Pillow", "scipy", "tqdm",
+        "Pillow", "scipy", "tqdm", "PyYAML",
     ],
-    extras_require={"coco": ["pycocotools>=2.0"]},
+    extras_require={"coco": ["pycocotools>=2.0"], "tensorboard": ["tensorboard"]},
+    package_data={"attn2scale": ["configs/*/*.yaml"]},
     entry_points={"console_scripts": ["attn2scale=attn2scale.__main__:main"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},

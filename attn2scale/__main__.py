@@ -7,6 +7,7 @@ import sys
 COMMANDS = {
     "convert": "attn2scale.cli.convert",
     "prepare-data": "attn2scale.cli.prepare_data",
+    "train": "attn2scale.cli.train",
 }
 
 

@@ -139,3 +139,18 @@ def test_torchrun_without_a_process_group_is_refused(monkeypatch):
     with pytest.raises(RuntimeError, match="WORLD_SIZE=2 .* init_process_group"):
         build_loader(ds, 1, train=False, workers=0)
     assert len(build_loader(ds, 1, train=False, workers=0, rank=1, world=2)) == 0  # given explicitly: fine
+
+
+def test_loader_benchmark_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    md = tmp_path / "bench.md"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "bench_data.py"), "--root", str(voc_sample()),
+                           "--workers", "0", "--images", "20", "--batch", "2", "--markdown", str(md)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [l for l in md.read_text().splitlines() if l.startswith("| 0 |")]
+    assert len(rows) == 2 and all(float(r.split("|")[3]) > 0 for r in rows)

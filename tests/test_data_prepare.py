@@ -13,7 +13,7 @@ import scipy.io
 from PIL import Image
 
 from attn2scale.cli.prepare_data import main as prepare_main
-from attn2scale.data import SegDataset, get_dataset_info
+from attn2scale.data import SegDataset
 from attn2scale.data.io import write_label_png
 from attn2scale.data.prepare import PREPARERS
 from attn2scale.data.prepare.matfile import load_mat

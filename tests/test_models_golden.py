@@ -120,7 +120,7 @@ def test_largefov_sizes_and_caffe_lr_multipliers():
                 expect = expect // 2 + 1  # Caffe ceil pooling k3 s2 p1
             assert fc8.shape == (1, 21, expect, expect) and fc7.shape[-1] == expect
     assert net(torch.zeros(1, 3, 321, 321))[1].shape[-1] == 41
-    mults = {name: (lr, decay) for name, _, lr, decay in net.caffe_param_groups()}
+    mults = {g["name"]: (g["lr_mult"], g["decay_mult"]) for g in net.caffe_param_groups()}
     assert mults["conv1_1.weight"] == (1.0, 1.0) and mults["conv1_1.bias"] == (2.0, 0.0)
     assert mults["fc8.weight"] == (10.0, 1.0) and mults["fc8.bias"] == (20.0, 0.0)
     with_pool5a = DeepLabLargeFOV(num_classes=21, width_div=16, pool5a=True).eval()

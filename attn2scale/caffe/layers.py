@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..models.losses import softmax_with_loss
 from . import schema
 
-FLT_MIN = float(np.finfo(np.float32).tiny)
 #: no real Caffe layer comes near this (VGG's fc6 has 1e8); a bigger one is a corrupted prototxt
 MAX_PARAM_ELEMENTS = 1 << 31
 
@@ -739,43 +739,14 @@ class SoftmaxWithLoss(CaffeLayer):
             self.norm = "VALID"
 
     def forward(self, scores, label):
-        prob = torch.softmax(scores, dim=self.axis)
-        c = scores.shape[self.axis]
-        # positions x classes, in Caffe's (outer, inner) order
-        p = prob.movedim(self.axis, -1).reshape(-1, c)
-        lab = label.detach().reshape(-1).long()
-        valid = torch.ones_like(lab, dtype=torch.bool)
-        for v in self.ignore:
-            valid &= lab != v
-        if scores.device.type != "meta":
-            bad = valid & ((lab < 0) | (lab >= c))
-            if bool(bad.any()):
-                raise self.fail(f"label values must be in 0..{c - 1}"
-                                f"{f' or ignored {self.ignore}' if self.ignore else ''}; found {int(lab[bad][0])}")
-        safe = torch.where(valid, lab, torch.zeros_like(lab))
-        # Value: Caffe's -log(max(p, FLT_MIN)) from the softmax. Gradient: Caffe's p - onehot,
-        # which is the gradient of -log_softmax (finite even where p underflows to 0).
-        logp = torch.log_softmax(scores, dim=self.axis).movedim(self.axis, -1).reshape(-1, c)
-        grad_path = -logp.gather(1, safe[:, None])[:, 0]
-        value = -torch.log(p.detach().gather(1, safe[:, None])[:, 0].clamp(min=FLT_MIN))
-        nll = grad_path + (value - grad_path).detach()
-        total = torch.where(valid, nll, torch.zeros_like(nll)).sum()
-        outer = int(np.prod(scores.shape[: self.axis]))
-        inner = p.shape[0] // max(outer, 1)
-        if self.norm == "FULL":
-            norm = float(outer * inner)
-        elif self.norm == "VALID":
-            norm = valid.sum().to(scores.dtype) if self.ignore else float(outer * inner)
-        elif self.norm == "BATCH_SIZE":
-            norm = float(outer)
-        else:
-            norm = 1.0
-        if isinstance(norm, torch.Tensor):
-            norm = norm.clamp(min=1.0)
-        else:
-            norm = max(1.0, norm)
-        loss = total / norm
-        return [loss, prob][: self.n_top_names]
+        try:  # the one implementation, shared with the training engine
+            loss = softmax_with_loss(scores, label, ignore=self.ignore, normalization=self.norm, axis=self.axis,
+                                     where=f"layer {self.caffe_name!r} ({self.caffe_type})")
+        except ValueError as exc:
+            raise LayerError(str(exc)) from None
+        if self.n_top_names == 1:
+            return [loss]
+        return [loss, torch.softmax(scores, dim=self.axis)]
 
 
 # --------------------------------------------------------------------------

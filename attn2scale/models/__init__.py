@@ -29,9 +29,10 @@ def _largefov(num_classes: int = 21, width_div: int = 1, pool5a: bool = False, *
 
 @register("attention_to_scale")
 def _attention_to_scale(
-    num_classes: int = 21, width_div: int = 1, scales=(1.0, 0.75, 0.5), merge: str = "attention", **kw
+    num_classes: int = 21, width_div: int = 1, scales=(1.0, 0.75, 0.5), merge: str = "attention",
+    fc8_lr_scale: float = 10.0, **kw
 ) -> nn.Module:
-    backbone = DeepLabLargeFOV(num_classes=num_classes, width_div=width_div)
+    backbone = DeepLabLargeFOV(num_classes=num_classes, width_div=width_div, fc8_lr_scale=fc8_lr_scale)
     return MultiScaleNet(backbone, scales=scales, merge=merge, att_hidden=512 // width_div, **kw)
 
 
@@ -55,6 +56,9 @@ def _resnet34_d8_psp(
     """ResNet34-dilated8 (+ PSP); with ``scales`` (e.g. (1.0, 0.5)) wrapped in the share-net."""
     backbone = ResNet34D8(num_classes=num_classes, width_div=width_div, psp=psp, bn=bn)
     if scales is None:
+        if kw or merge != "attention":
+            raise TypeError(f"resnet34_d8_psp: {sorted(kw) + (['merge'] if merge != 'attention' else [])} "
+                            "only apply to the share-net (give scales)")
         return backbone
     return MultiScaleNet(backbone, scales=scales, merge=merge, att_hidden=512 // width_div, **kw)
 

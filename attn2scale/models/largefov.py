@@ -7,11 +7,13 @@ Module names are the Caffe layer names, so converted weights map one to one.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .params import caffe_convention
 
 # (name, out channels at full width, dilation); pools follow each stage.
 _STAGES = [
@@ -57,9 +59,11 @@ class DeepLabLargeFOV(nn.Module):
         dropout: float = 0.5,
         fc_channels: int = 1024,
         head: bool = True,
+        fc8_lr_scale: float = 10.0,
     ):
         super().__init__()
         self.pool5a = pool5a
+        self.fc8_lr_scale = float(fc8_lr_scale)
         self.dropout = dropout
         c_in = 3
         for stage, layers in enumerate(_STAGES):
@@ -124,15 +128,11 @@ class DeepLabLargeFOV(nn.Module):
         self.trunk(x, blobs)
         return [blobs["pool2"], blobs["pool3"], blobs["pool4"], blobs["pool5"]]
 
-    def caffe_param_groups(self) -> Iterator[Tuple[str, nn.Parameter, float, float]]:
-        """(name, parameter, lr_mult, decay_mult) as in the Caffe prototxts:
-        weights 1/1, biases 2/0; the classifier fc8 10/1 and 20/0."""
-        for name, p in self.named_parameters():
-            head = name.startswith("fc8.")
-            if name.endswith("bias"):
-                yield name, p, (20.0 if head else 2.0), 0.0
-            else:
-                yield name, p, (10.0 if head else 1.0), 1.0
+    def caffe_param_groups(self) -> List[dict]:
+        """Per-parameter Caffe multipliers (:mod:`attn2scale.models.params`): weights 1/1,
+        biases 2/0; the classifier fc8 ``fc8_lr_scale`` times that (10/1 and 20/0; some of
+        the authors' average-merge nets train fc8 at 1/1 and 2/0: ``fc8_lr_scale=1``)."""
+        return caffe_convention(self, head=("fc8",), head_scale=self.fc8_lr_scale)
 
     def conv_layer_names(self) -> List[str]:
         return [n for layers in _STAGES for n, _ in layers] + ["fc6", "fc7", "fc8"]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from .params import caffe_convention, prefixed
 
 # Caffe Interp parameters of the authors' input pyramid: the scale's image is
 # interp(data, **PYRAMID[s]) (0.75: shrink 4 then zoom 3, so 321 -> 241).
@@ -110,6 +111,14 @@ class MultiScaleNet(nn.Module):
             if merge == "attention"
             else None
         )
+
+    def caffe_param_groups(self) -> List[dict]:
+        """The shared tower's multipliers (each parameter once, as Caffe's named ``param``
+        sharing), and the attention net's 10/1 and 20/0 (attention47's prototxt)."""
+        groups = prefixed(self.backbone.caffe_param_groups(), "backbone.")
+        if self.attention is not None:
+            groups += caffe_convention(self.attention, "attention.", head=("",))
+        return groups
 
     @staticmethod
     def _exact_decimation(scale: float) -> bool:

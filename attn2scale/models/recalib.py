@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from .params import caffe_convention
 from .largefov import DeepLabLargeFOV
 from .multiscale import PYRAMID
 
@@ -83,6 +84,11 @@ class RecalibAttentionNet(nn.Module):
         c_cat, hidden = c_stream * len(scales), branch_channels // width_div
         self.attention = _branch(c_cat, hidden, len(scales)) if location_attention else None
         self.recalib = _branch(c_cat, hidden, num_classes) if recalibration else None
+
+    def caffe_param_groups(self) -> List[dict]:
+        """The encoder (backbone) at the base rates, the decoder (streams, classifier,
+        attention and recalibrating branches) at 10x, as the follow-up paper trains them."""
+        return caffe_convention(self, head=("streams", "classifier", "attention", "recalib"))
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         stages = self.backbone.stage_features(x)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from .params import caffe_convention
 
 
 class BasicBlock(nn.Module):
@@ -116,6 +117,11 @@ class ResNet34D8(nn.Module):
                 if isinstance(m, nn.BatchNorm2d):
                     m.eval()
         return self
+
+    def caffe_param_groups(self) -> List[dict]:
+        """Trunk at the base rates (BatchNorm: no decay; frozen BatchNorm: left out), the
+        PSP head and the classifier (the decoder) at 10x."""
+        return caffe_convention(self, head=("psp", "classifier"))
 
     @property
     def stage_channels(self) -> List[int]:

@@ -1,0 +1,274 @@
+"""The training loop: Caffe's solver over a config, with checkpoints, logs and torchrun.
+
+One iteration reads ``iter_size`` micro-batches of ``batch_size`` images (under
+torchrun each of ``W`` processes reads ``iter_size / W`` of them), sums their
+gradients, and takes one :class:`CaffeSGD` step at Caffe's learning rate for
+the iteration. The image stream position after iteration ``i`` is
+``(i + 1) * batch_size * iter_size`` whatever ``W`` is, so a run on 1 or 8
+processes reads the same micro-batches; a resumed run continues the stream,
+the RNG and the momentum exactly (bitwise on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Callable, List
+
+import numpy as np
+import torch
+
+from ..data import SegDataset, SegTransform, build_loader, get_dataset_info
+from ..fileio import write_text_atomic
+from ..models import build_model
+from . import distributed
+from .checkpoint import (CheckpointError, config_differences, latest_checkpoint, load_checkpoint, load_init_weights,
+                         manifest_hint, save_checkpoint, set_rng_state)
+from .config import Config, ConfigError
+from .losses import segmentation_loss
+from .solver import CaffeSGD
+from .step import accumulate_gradients
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_DROPOUT = 3  # SeedSequence purpose key (the data loader uses 0-2)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, an unusable resume directory), named."""
+
+
+def build_model_for(cfg: Config) -> torch.nn.Module:
+    info = get_dataset_info(cfg.data.dataset)
+    options = dict(cfg.model.options)
+    if "num_classes" in options:
+        raise ConfigError(f"{cfg.name}: model.options.num_classes is set by the dataset ({info.num_labels}); "
+                          "remove it")
+    try:
+        return build_model(cfg.model.name, num_classes=info.num_labels, width_div=cfg.model.width_div, **options)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{cfg.name}: model {cfg.model.name!r} with options {options}: {exc}") from None
+
+
+def train_dataset(cfg: Config) -> SegDataset:
+    info = get_dataset_info(cfg.data.dataset)
+    overrides = dict(mirror=cfg.data.mirror)
+    if cfg.data.crop_size is not None:
+        overrides["crop_size"] = cfg.data.crop_size
+    if cfg.data.scale_range is not None:
+        if len(cfg.data.scale_range) != 2:
+            raise ConfigError(f"{cfg.name}: data.scale_range must be [low, high], got {cfg.data.scale_range}")
+        overrides["scale_range"] = tuple(cfg.data.scale_range)
+    return SegDataset(cfg.data.root, cfg.data.train_split, info, SegTransform.for_dataset(info, True, **overrides),
+                      seed=cfg.train.seed)
+
+
+class Trainer:
+    """``Trainer(cfg, out).run()``; ``resume=True`` continues from ``out``'s latest checkpoint."""
+
+    def __init__(self, cfg: Config, out: Path, *, resume: bool = False, progress: bool = True,
+                 log: Callable[[str], None] = print):
+        self.cfg, self.out, self.resume, self.progress = cfg, Path(out), resume, progress
+        if not resume and latest_checkpoint(self.out) is not None:
+            raise TrainingError(f"{self.out} holds checkpoints of an earlier run: pass --resume to continue it, "
+                                "or choose another --out")
+        try:
+            self.dist = distributed.setup(cfg.train.device)
+        except RuntimeError as exc:
+            raise ConfigError(f"{cfg.name}: train.device: {exc}") from None
+        self.log = log if self.dist.main else (lambda msg: None)
+        if cfg.solver.iter_size % self.dist.world:
+            raise ConfigError(f"{cfg.name}: solver.iter_size {cfg.solver.iter_size} is not a multiple of the "
+                              f"{self.dist.world} processes; the global batch would change")
+        self.local_iter_size = cfg.solver.iter_size // self.dist.world
+        if cfg.train.val_every:
+            raise ConfigError(f"{cfg.name}: train.val_every={cfg.train.val_every}: periodic validation comes with "
+                              "the evaluation code (attn2scale eval), which this version does not have; set it to 0")
+        torch.manual_seed(cfg.train.seed)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        self.dataset = train_dataset(cfg)  # checks the root and every listed file first
+        self.model = build_model_for(cfg).to(self.dist.device)
+        self.start_iter, self.notes = 0, []
+        self.optimizer = CaffeSGD(self.model.caffe_param_groups(), momentum=cfg.solver.momentum,
+                                  weight_decay=cfg.solver.weight_decay, iter_size=self.local_iter_size)
+        if resume:
+            self._resume()
+        elif cfg.init.weights:
+            self.notes += load_init_weights(self.model, self._path(cfg.init.weights), cfg.init.expect_missing,
+                                            source_hint=manifest_hint(cfg.init.source, REPO_ROOT))
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net, self.ddp = self.model, None
+        if self.dist.world > 1:
+            self.net = self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
+        self.scaler = torch.amp.GradScaler(self.dist.device.type) if cfg.train.amp == "fp16" else None
+        if self.scaler is not None and getattr(self, "_scaler_state", None):
+            self.scaler.load_state_dict(self._scaler_state)  # fp16 loss scale, as it was at the checkpoint
+
+    def _path(self, p: str) -> Path:
+        path = Path(p)
+        return path if path.is_absolute() or path.exists() else REPO_ROOT / path
+
+    def _resume(self) -> None:
+        meta = latest_checkpoint(self.out)
+        if meta is None:
+            raise TrainingError(f"--resume: {self.out / 'checkpoints'} holds no checkpoint")
+        record, weights, solver = load_checkpoint(meta)
+        diffs = config_differences(record["config"], self.cfg.to_dict())
+        if diffs:
+            raise TrainingError(f"--resume: {meta} was trained with another config: " + "; ".join(diffs[:5]))
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{meta}: weights do not fit the model: {exc}") from None
+        self.optimizer.load_momentum_buffers({k[len("momentum."):]: v for k, v in solver.items()
+                                              if k.startswith("momentum.")})
+        set_rng_state(solver)
+        self._scaler_state = record.get("grad_scaler")
+        self.start_iter = int(record["iteration"])
+        self.notes.append(f"resumed from {meta} at iteration {self.start_iter}")
+
+    # -- one iteration ----------------------------------------------------------------------
+    def _loss(self, numbered) -> torch.Tensor:
+        micro_batch, batch = numbered
+        # Dropout draws from a stream keyed by the global micro-batch number, so its masks do
+        # not depend on how many processes share the iteration (nor on a resume).
+        torch.manual_seed(int(np.random.SeedSequence([self.cfg.train.seed, _DROPOUT, micro_batch])
+                              .generate_state(1, np.uint64)[0] >> 1))
+        dev = self.dist.device
+        image = batch["image"].to(dev, non_blocking=True)
+        if self.cfg.train.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        label = batch["label"].to(dev, non_blocking=True)
+        amp = self.cfg.train.amp
+        ctx = torch.autocast(dev.type, dtype=AMP_DTYPES[amp]) if amp else contextlib.nullcontext()
+        with ctx:
+            out = self.net(image)
+        total, parts = segmentation_loss(out, label)
+        self._parts.append(torch.stack([p.detach() for p in parts]))
+        return self.scaler.scale(total) if self.scaler is not None else total
+
+    def step(self, it: int, batches: List[dict]) -> torch.Tensor:
+        """One solver iteration; returns the per-loss values (mean over micro-batches and processes)."""
+        rate = self.cfg.solver.learning_rate(it)
+        self.optimizer.set_rate(rate)
+        self.optimizer.zero_grad(set_to_none=True)
+        self._parts = []
+        no_sync = self.ddp.no_sync if self.ddp is not None else None  # also when compiled around DDP
+        # rank r's k-th micro-batch of iteration it is the stream's it * iter_size + k * W + r
+        first = it * self.cfg.solver.iter_size + self.dist.rank
+        numbered = [(first + k * self.dist.world, b) for k, b in enumerate(batches)]
+        accumulate_gradients(self._loss, numbered, no_sync)
+        parts = distributed.mean_across(torch.stack(self._parts).mean(0))
+        if not bool(torch.isfinite(parts).all()):
+            raise TrainingError(f"iteration {it}: the loss is not finite ({parts.tolist()}: fusion, then each "
+                                "scale); nothing was written for this iteration")
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return parts
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.cfg
+        per_iter = cfg.data.batch_size * cfg.solver.iter_size
+        loader = build_loader(self.dataset, cfg.data.batch_size, train=True, seed=cfg.train.seed,
+                              workers=cfg.data.workers, start=self.start_iter * per_iter)
+        batches = iter(loader)
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            import yaml
+
+            write_text_atomic(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        for n in self.notes:
+            self.log(n)
+        logger = _Logs(self.out, self.start_iter, enabled=self.dist.main, log=self.log)
+        bar = _progress(range(self.start_iter, cfg.solver.max_iter), self.progress and self.dist.main, cfg.name)
+        self.model.train()
+        last = None
+        for it in bar:
+            t0 = time.perf_counter()
+            parts = self.step(it, [next(batches) for _ in range(self.local_iter_size)])
+            ips = per_iter / (time.perf_counter() - t0)
+            last = {"iteration": it + 1, "loss": float(parts.sum()), "lr": cfg.solver.learning_rate(it),
+                    "images_per_s": ips, **{f"loss_{k}": float(v) for k, v in enumerate(parts)}}
+            logger.row(last)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{ips:.1f}")
+            if (it + 1) % cfg.train.checkpoint_every == 0 or it + 1 == cfg.solver.max_iter:
+                self._checkpoint(it + 1, (it + 1) * per_iter)
+        logger.close()
+        distributed.barrier()
+        return last or {"iteration": self.start_iter}
+
+    def _checkpoint(self, iteration: int, position: int) -> None:
+        if self.dist.main:
+            meta = save_checkpoint(self.out, iteration, self.model, self.optimizer.momentum_buffers(),
+                                   self.cfg.to_dict(), {"stream_position": position, "world_size": self.dist.world,
+                                                        "grad_scaler": self.scaler.state_dict() if self.scaler else None})
+            self.log(f"checkpoint: {meta}")
+        distributed.barrier()
+
+
+def _progress(it, enabled: bool, desc: str):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, desc=desc, unit="it", dynamic_ncols=True)
+
+
+class _Logs:
+    """log.csv (on resume, rows after the checkpoint are dropped first) and TensorBoard events
+    when the ``tensorboard`` package is installed (said once when it is not)."""
+
+    def __init__(self, out: Path, start: int, *, enabled: bool, log):
+        self.enabled, self.writer, self.file = enabled, None, None
+        if not enabled:
+            return
+        self.path = out / "log.csv"
+        kept: List[str] = []
+        if self.path.is_file() and start == 0:
+            self.path.unlink()  # a fresh run: the log of an unfinished earlier one goes
+        if self.path.is_file():
+            lines = self.path.read_text().splitlines()
+            kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= start]
+            write_text_atomic(self.path, "".join(ln + "\n" for ln in kept))
+        self.has_header = bool(kept)
+        self.file = open(self.path, "a", newline="")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=start + 1)
+        except ImportError:
+            log("TensorBoard events off: pip install tensorboard to write them (log.csv is written)")
+
+    def row(self, values: dict) -> None:
+        if not self.enabled:
+            return
+        w = csv.writer(self.file)
+        if not self.has_header:
+            w.writerow(list(values))
+            self.has_header = True
+        w.writerow([f"{v:.9g}" if isinstance(v, float) else v for v in values.values()])
+        self.file.flush()
+        if self.writer is not None:
+            for k, v in values.items():
+                if k != "iteration" and isinstance(v, float) and math.isfinite(v):
+                    self.writer.add_scalar(f"train/{k}", v, values["iteration"])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.writer is not None:
+            self.writer.close()
