@@ -8,6 +8,10 @@ COMMANDS = {
     "convert": "attn2scale.cli.convert",
     "prepare-data": "attn2scale.cli.prepare_data",
     "train": "attn2scale.cli.train",
+    "score": "attn2scale.cli.score",
+    "eval": "attn2scale.cli.eval",
+    "predict": "attn2scale.cli.predict",
+    "visualize": "attn2scale.cli.visualize",
 }
 
 

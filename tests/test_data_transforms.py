@@ -103,7 +103,9 @@ def test_test_phase_never_moves_and_mirrors_only_when_asked():
 def test_eval_keeps_images_larger_than_the_crop_whole():
     img = _positions_image(20, 6)
     out, lab, size = SegTransform(crop_size=9, train=False)(img, np.zeros((20, 6), np.uint8))
-    assert out.shape == (3, 20, 9) and size == (20, 6) and (lab[:, 6:] == 255).all() and (lab[:, :6] == 0).all()
+    # 20 rows > crop 9: padded to 8k + 1 = 25 (corner-aligned stride-8 grid), nothing cropped
+    assert out.shape == (3, 25, 9) and size == (20, 6) and (lab[:, 6:] == 255).all() and (lab[20:] == 255).all()
+    assert (lab[:20, :6] == 0).all() and (out[:, 20:] == 0).all()
 
 
 def test_random_scaling_as_cv2_resize():

@@ -13,7 +13,7 @@ from attn2scale.caffe import CaffeNet, read_net_prototxt, read_solver_prototxt
 from attn2scale.caffe.reader import filter_phase
 from attn2scale.engine.config import ConfigError, list_configs, load_config
 from attn2scale.engine.solver import SolverConfig
-from attn2scale.engine.trainer import build_model_for
+from attn2scale.engine.builders import build_model_for
 from attn2scale.models import build_model
 
 from conftest import REPO, require_shared

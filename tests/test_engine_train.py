@@ -201,3 +201,14 @@ def test_bf16_autocast_and_channels_last_train(tmp_path):
                        "--set", "train.amp=bf16", "--set", "train.channels_last=true"]) == 0
     a, b = log_losses(plain), log_losses(mixed)
     assert a != b and np.allclose(a, b, rtol=0.02)  # bf16 rounding, same computation
+
+
+def test_periodic_validation_through_the_evaluation_code(tmp_path):
+    cfg = write_config(tmp_path, train={"val_every": 2})
+    run = tmp_path / "run"
+    assert train_main(["--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    rows = (run / "val.csv").read_text().splitlines()
+    assert rows[0] == "iteration,miou,pixel_acc,mean_acc,fwiou" and [r.split(",")[0] for r in rows[1:]] == ["2", "4"]
+    scores = json.loads((run / "val" / "iter_000004" / "scores.json").read_text())
+    assert float(rows[2].split(",")[1]) == pytest.approx(scores["miou"], abs=1e-6)
+    assert (run / "val" / "iter_000004" / "pred" / "2008_000700.png").is_file()  # the sample's val image

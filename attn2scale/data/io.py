@@ -138,3 +138,77 @@ def check_same_size(image: np.ndarray, label: np.ndarray, image_path, label_path
 def write_list(path: PathLike, lines: Sequence[str]) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text("".join(line + "\n" for line in lines))
+
+
+def read_label_any(path: PathLike, palette: np.ndarray, ignore_label: int = 255) -> np.ndarray:
+    """H x W label values of a palette or grey PNG, or of an RGB colour-coded PNG decoded
+    with ``palette`` (colour k -> label k; the ignore label's colour -> ignore). A colour
+    that is not in the palette is an error naming it and the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("P", "L"):
+                return np.ascontiguousarray(np.asarray(im), dtype=np.uint8)
+            if im.mode in ("I;16", "I;16B", "I", "LA"):  # grey with more bits, or with alpha
+                values = np.asarray(im.getchannel("L") if im.mode == "LA" else im)
+                if values.min() < 0 or values.max() > 255:
+                    raise DataError(f"{path}: grey label values {int(values.min())}..{int(values.max())} do not "
+                                    "fit 0..255")
+                return values.astype(np.uint8)
+            rgb = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: label file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"{path}: cannot decode the label: {exc}") from None
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    pal = np.asarray(palette, np.int64)
+    pal_codes = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+    # the first index of each colour wins (the VOC map repeats black for no class)
+    lookup = {}
+    for k, c in enumerate(pal_codes.tolist()):
+        lookup.setdefault(c, k)
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    labels = np.empty(len(uniq), np.int64)
+    for i, c in enumerate(uniq.tolist()):
+        if c not in lookup:
+            raise DataError(f"{path}: colour {((c >> 16) & 255, (c >> 8) & 255, c & 255)} is not in the palette")
+        labels[i] = lookup[c]
+    out = labels[inverse].reshape(codes.shape)
+    if (out > 255).any():
+        raise DataError(f"{path}: decoded labels exceed 255")
+    return out.astype(np.uint8)
+
+
+def png_complete(path: PathLike) -> bool:
+    """Whether ``path`` is a whole PNG (every chunk's CRC checked). Outputs are renamed into
+    place only when written, but without an fsync a crash can still leave an empty file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:  # missing, empty, truncated or damaged: all mean "redo"
+        return False
+
+
+def read_names(path: PathLike, what: str = "the list", *, allow_empty: bool = False) -> List[str]:
+    """Image names of an id list (one per line, as VOC's ImageSets) or a DeepLab list (the
+    image's file stem); a malformed line is an error naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read {what}: {exc}") from None
+    names = []
+    for no, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) > 2:
+            raise DataError(f"{path}:{no}: expected an image id or a DeepLab list line, got {line!r}")
+        names.append(Path(parts[0]).stem)
+    if not names and not allow_empty:
+        raise DataError(f"{path}: {what} is empty")
+    return names

@@ -14,7 +14,8 @@ applied before padding: bilinear image, nearest label, as ``cv2.resize`` with
 ``INTER_LINEAR`` / ``INTER_NEAREST``), and in testing an image larger than the
 crop is padded to its own size instead of centre-cropped, so that no pixel
 of the image goes unpredicted (VOC, Person-Part and COCO images never exceed
-the authors' test crops of 513 and 641).
+the authors' test crops of 513 and 641); it is padded to 8k + 1 so that the
+stride-8 score grid stays corner-aligned.
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ class SegTransform:
         return d
 
     def _padded(self, height: int, width: int) -> Tuple[int, int]:
-        return max(height, self.crop_size), max(width, self.crop_size)
+        if self.train or height <= self.crop_size and width <= self.crop_size:
+            return max(height, self.crop_size), max(width, self.crop_size)
+        # testing an image larger than the crop: its own size rounded up to 8k + 1, so that the
+        # networks' stride-8 (and 4) grids stay corner-aligned, as at 513 and 641
+        return tuple(max(self.crop_size, 8 * -(-(v - 1) // 8) + 1) for v in (height, width))
 
     def out_size(self, height: int, width: int) -> Tuple[int, int]:
         if not self.crop_size:

@@ -31,7 +31,7 @@ class CheckpointError(ValueError):
     """A checkpoint or weight file that cannot be used, named."""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -84,8 +84,8 @@ def save_checkpoint(out: Path, iteration: int, model: torch.nn.Module, momentum:
     _save_tensors({**{f"momentum.{k}": v for k, v in momentum.items()}, **rng_state()}, solver,
                   {"format": "pt", "attn2scale": "solver"})
     record = {"format": FORMAT, "iteration": iteration, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "weights": weights.name, "weights_sha256": _sha256(weights), "solver": solver.name,
-              "solver_sha256": _sha256(solver), "config": config, **(extra or {})}
+              "weights": weights.name, "weights_sha256": file_sha256(weights), "solver": solver.name,
+              "solver_sha256": file_sha256(solver), "config": config, **(extra or {})}
     write_text_atomic(meta, json.dumps(record, indent=1) + "\n")
     write_text_atomic(folder / "latest", meta.name + "\n")
     return meta
@@ -111,7 +111,7 @@ def load_checkpoint(meta_path: Path) -> Tuple[dict, Dict[str, torch.Tensor], Dic
     out = []
     for key in ("weights", "solver"):
         path = Path(meta_path).parent / record[key]
-        if not path.is_file() or _sha256(path) != record[f"{key}_sha256"]:
+        if not path.is_file() or file_sha256(path) != record[f"{key}_sha256"]:
             raise CheckpointError(f"{path}: missing or not the file {meta_path.name} recorded (sha256 differs)")
         out.append(_load_tensors(path))
     return record, out[0], out[1]

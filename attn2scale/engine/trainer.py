@@ -21,12 +21,12 @@ from typing import Callable, List
 import numpy as np
 import torch
 
-from ..data import SegDataset, SegTransform, build_loader, get_dataset_info
+from ..data import build_loader, get_dataset_info
 from ..fileio import write_text_atomic
-from ..models import build_model
 from . import distributed
 from .checkpoint import (CheckpointError, config_differences, latest_checkpoint, load_checkpoint, load_init_weights,
                          manifest_hint, save_checkpoint, set_rng_state)
+from .builders import build_model_for, train_dataset
 from .config import Config, ConfigError
 from .losses import segmentation_loss
 from .solver import CaffeSGD
@@ -39,31 +39,6 @@ _DROPOUT = 3  # SeedSequence purpose key (the data loader uses 0-2)
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss, an unusable resume directory), named."""
-
-
-def build_model_for(cfg: Config) -> torch.nn.Module:
-    info = get_dataset_info(cfg.data.dataset)
-    options = dict(cfg.model.options)
-    if "num_classes" in options:
-        raise ConfigError(f"{cfg.name}: model.options.num_classes is set by the dataset ({info.num_labels}); "
-                          "remove it")
-    try:
-        return build_model(cfg.model.name, num_classes=info.num_labels, width_div=cfg.model.width_div, **options)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{cfg.name}: model {cfg.model.name!r} with options {options}: {exc}") from None
-
-
-def train_dataset(cfg: Config) -> SegDataset:
-    info = get_dataset_info(cfg.data.dataset)
-    overrides = dict(mirror=cfg.data.mirror)
-    if cfg.data.crop_size is not None:
-        overrides["crop_size"] = cfg.data.crop_size
-    if cfg.data.scale_range is not None:
-        if len(cfg.data.scale_range) != 2:
-            raise ConfigError(f"{cfg.name}: data.scale_range must be [low, high], got {cfg.data.scale_range}")
-        overrides["scale_range"] = tuple(cfg.data.scale_range)
-    return SegDataset(cfg.data.root, cfg.data.train_split, info, SegTransform.for_dataset(info, True, **overrides),
-                      seed=cfg.train.seed)
 
 
 class Trainer:
@@ -84,14 +59,14 @@ class Trainer:
             raise ConfigError(f"{cfg.name}: solver.iter_size {cfg.solver.iter_size} is not a multiple of the "
                               f"{self.dist.world} processes; the global batch would change")
         self.local_iter_size = cfg.solver.iter_size // self.dist.world
-        if cfg.train.val_every:
-            raise ConfigError(f"{cfg.name}: train.val_every={cfg.train.val_every}: periodic validation comes with "
-                              "the evaluation code (attn2scale eval), which this version does not have; set it to 0")
         torch.manual_seed(cfg.train.seed)
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
         self.dataset = train_dataset(cfg)  # checks the root and every listed file first
+        if cfg.train.val_every and cfg.data.val_split in get_dataset_info(cfg.data.dataset).unlabelled:
+            raise ConfigError(f"{cfg.name}: train.val_every needs a labelled data.val_split; "
+                              f"{cfg.data.val_split!r} has no labels")
         self.model = build_model_for(cfg).to(self.dist.device)
         self.start_iter, self.notes = 0, []
         self.optimizer = CaffeSGD(self.model.caffe_param_groups(), momentum=cfg.solver.momentum,
@@ -207,9 +182,32 @@ class Trainer:
                 bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{ips:.1f}")
             if (it + 1) % cfg.train.checkpoint_every == 0 or it + 1 == cfg.solver.max_iter:
                 self._checkpoint(it + 1, (it + 1) * per_iter)
+            if cfg.train.val_every and (it + 1) % cfg.train.val_every == 0:
+                logger.validation(it + 1, self._validate(it + 1))
         logger.close()
         distributed.barrier()
         return last or {"iteration": self.start_iter}
+
+    def _validate(self, iteration: int) -> dict:
+        """The evaluation protocol on the validation split (``OUT/val/iter_N``); the model's
+        RNG-free eval mode, then back to training."""
+        import shutil
+
+        from .evaluate import evaluate_model
+
+        folder = self.out / "val" / f"iter_{iteration:06d}"
+        if self.dist.main and folder.exists():
+            shutil.rmtree(folder)  # left by an earlier (crashed or resumed) run: never reused
+        distributed.barrier()
+        self.model.eval()
+        try:
+            res = evaluate_model(self.model, self.cfg, folder, dist=self.dist,
+                                 weights=(f"training iteration {iteration}", f"iteration-{iteration}"),
+                                 progress=False, log=lambda msg: None)
+        finally:
+            self.model.train()
+        self.log(f"validation at iteration {iteration}: mIoU {100 * res['miou']:.2f}")
+        return res
 
     def _checkpoint(self, iteration: int, position: int) -> None:
         if self.dist.main:
@@ -237,14 +235,8 @@ class _Logs:
         if not enabled:
             return
         self.path = out / "log.csv"
-        kept: List[str] = []
-        if self.path.is_file() and start == 0:
-            self.path.unlink()  # a fresh run: the log of an unfinished earlier one goes
-        if self.path.is_file():
-            lines = self.path.read_text().splitlines()
-            kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= start]
-            write_text_atomic(self.path, "".join(ln + "\n" for ln in kept))
-        self.has_header = bool(kept)
+        self.has_header = _trim_csv(self.path, start)
+        _trim_csv(self.path.with_name("val.csv"), start)
         self.file = open(self.path, "a", newline="")
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -267,8 +259,37 @@ class _Logs:
                 if k != "iteration" and isinstance(v, float) and math.isfinite(v):
                     self.writer.add_scalar(f"train/{k}", v, values["iteration"])
 
+    def validation(self, iteration: int, res: dict) -> None:
+        """val.csv (iteration, mIoU, pixel accuracy) and TensorBoard val/ scalars."""
+        if not self.enabled:
+            return
+        path = self.path.with_name("val.csv")
+        new = not path.is_file()
+        with open(path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["iteration", "miou", "pixel_acc", "mean_acc", "fwiou"])
+            w.writerow([iteration] + [f"{res[k]:.6f}" for k in ("miou", "pixel_acc", "mean_acc", "fwiou")])
+        if self.writer is not None:
+            for k in ("miou", "pixel_acc"):
+                self.writer.add_scalar(f"val/{k}", res[k], iteration)
+
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def _trim_csv(path: Path, start: int) -> bool:
+    """Keep a log's rows up to iteration ``start`` (a resume) or none (a fresh run: the log of
+    an unfinished earlier run goes); whether a header remains."""
+    if not path.is_file():
+        return False
+    if start == 0:
+        path.unlink()
+        return False
+    lines = path.read_text().splitlines()
+    kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= start]
+    write_text_atomic(path, "".join(ln + "\n" for ln in kept))
+    return bool(kept)

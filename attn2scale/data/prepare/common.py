@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from ...fileio import symlink_atomic
-from ..io import DataError, read_list, write_list
+from ..io import DataError, png_complete, read_list, read_names, write_list
 from ..registry import DatasetInfo
 
 
@@ -30,19 +30,7 @@ def read_ids(path: Path, what: str, flag: str = "--src") -> List[str]:
     """Image ids of a split file: one id per line (VOC ImageSets), or DeepLab list lines
     (the id is the image's file stem)."""
     require(path, what, flag)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PrepareError(f"{path}: cannot read {what}: {exc}") from None
-    ids = []
-    for no, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) > 2:
-            raise PrepareError(f"{path}:{no}: expected an image id or a DeepLab list line, got {line!r}")
-        ids.append(Path(parts[0]).stem)
-    return ids
+    return read_names(path, what, allow_empty=True)
 
 
 def lists_from_dir(lists_dir: Optional[str], split: str) -> Optional[List[str]]:
@@ -134,19 +122,6 @@ def verify_lists(info: DatasetInfo, out: Path, report: Report) -> None:
             for rel in (e.image, e.label):
                 if rel is not None and not (out / rel.lstrip("/")).is_file():
                     raise PrepareError(f"{out / rel.lstrip('/')}: listed at {e.where} but not found after preparation")
-
-
-def png_complete(path: Path) -> bool:
-    """Whether ``path`` is a whole PNG (every chunk's CRC checked). Outputs are renamed into
-    place only when written, but without an fsync a crash can still leave an empty file."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.verify()
-        return True
-    except Exception:  # missing, empty, truncated or damaged: all mean "redo"
-        return False
 
 
 def pending(jobs: Iterable, out_of: Callable) -> tuple:

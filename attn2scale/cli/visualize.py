@@ -1,0 +1,81 @@
+"""``visualize``: the paper's attention figure for images — which scale each pixel attends to."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+
+def build_parser(prog: str = "attn2scale visualize") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Image, prediction, each scale's attention weight (one colour "
+                                "scale), the winning scale, and the follow-up model's recalibration gate, as PNG.")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--config", required=True)
+    p.add_argument("--weights", required=True, help=".safetensors or a run folder")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: Optional[List[str]] = None, prog: str = "attn2scale visualize") -> int:
+    args = build_parser(prog).parse_args(argv)
+    from ..data.io import DataError
+    from ..engine.checkpoint import CheckpointError
+    from ..engine.config import ConfigError, load_config
+    from ..viz.attention import MatplotlibUnavailable
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        paths = visualize(cfg, Path(args.weights), [Path(p) for p in args.images], Path(args.out))
+    except (ConfigError, DataError, CheckpointError, MatplotlibUnavailable) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{prog}: {len(paths)} figures in {args.out}")
+    return 0
+
+
+def visualize(cfg, weights: Path, images: List[Path], out: Path) -> List[Path]:
+    import torch
+
+    from .. import ops
+    from ..data import SegTransform, get_dataset_info, pad_collate
+    from ..data.io import read_image_bgr
+    from ..engine.config import ConfigError
+    from ..engine.evaluate import image_rgb, prepare_model
+    from ..engine.inference import labels_from_scores, zoomed_size
+    from ..viz.attention import attention_figure
+
+    info = get_dataset_info(cfg.data.dataset)
+    model, _ = prepare_model(cfg, weights, torch.device("cpu"))
+    scales = [float(s) for s in getattr(model, "scales", ())]
+    if len(scales) < 2:
+        raise ConfigError(f"{cfg.name}: model {cfg.model.name!r} runs one scale; the figure needs a multi-scale model")
+    transform = SegTransform.for_dataset(info, train=False)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for f in images:
+        img, _, size = transform(read_image_bgr(f), None)
+        batch = pad_collate([{"image": img, "size": torch.tensor(size), "name": f.stem, "index": 0}])
+        with torch.no_grad():
+            res = model(batch["image"])
+        h, w = size
+        zoom = zoomed_size(res["fusion"], batch["image"].shape)
+        label = labels_from_scores(res["fusion"].float(), batch["size"], batch["image"].shape)[0].numpy()
+        arrays = {}
+        if res.get("attention") is not None:
+            att = ops.interp(res["attention"].float(), zoom)[0, :, :h, :w]
+            arrays["attention"] = att.numpy()
+            arrays["winner"] = att.argmax(0).numpy().astype("uint8")
+        else:
+            raise ConfigError(f"{cfg.name}: the model merges scales by {getattr(model, 'merge', 'a fixed rule')}; "
+                              "only attention models have per-pixel scale weights")
+        if res.get("recalibration") is not None:
+            gate = ops.interp(res["recalibration"].float(), zoom)[0, :, :h, :w]
+            arrays["gate"] = gate.gather(0, torch.from_numpy(label).long()[None])[0].numpy()
+        path = out / f"{f.stem}_attention.png"
+        attention_figure(path, image_rgb(batch, 0, info), label, info.palette(), arrays, scales,
+                         title=f"{cfg.name}: {f.name}")
+        paths.append(path)
+    return paths
