@@ -101,6 +101,7 @@ class DatasetInfo:
     test_crop: int = 513
     mean_bgr: Tuple[float, float, float] = CAFFE_MEAN_BGR
     authors_exp: Optional[str] = None
+    synthetic: bool = False  # generated in code (no download, no prepare-data)
     description: str = ""
     extra: Dict[str, object] = field(default_factory=dict)
 
@@ -161,6 +162,13 @@ _add(DatasetInfo(
     # stored 0 ("other") is ignored; 1..150 are the classes.
     label_lut=((0, IGNORE_LABEL),) + tuple((k, k - 1) for k in range(1, 151)),
     description="ADE20K SceneParsing (ADEChallengeData2016): 150 classes, stored 0 ignored",
+))
+
+_add(DatasetInfo(
+    name="mini", classes=("background", "disc", "square", "triangle", "ring"),
+    splits={"train": None, "val": None}, image_dir="images", label_dir="labels", image_ext=".png",
+    train_crop=97, test_crop=97, synthetic=True,
+    description="the built-in procedural multi-scale dataset of the mini reproduction (attn2scale.data.synthetic)",
 ))
 
 assert len(COCO_CATEGORIES) == 80 and len(ADE20K_CLASSES) == 150 and len(PERSON_PART_CLASSES) == 7

@@ -48,6 +48,11 @@ class InitConfig:
     weights: Optional[str] = None  # converted Caffe weights (.safetensors), or None: fillers
     source: str = ""  # where the weights come from (weights/manifest.json id)
     expect_missing: List[str] = field(default_factory=list)  # parameter prefixes the file does not hold
+    filler: Optional[str] = None  # without weights: "msra" = Caffe's MSRAFiller on every convolution
+
+    def __post_init__(self):
+        if self.filler not in (None, "msra"):
+            raise ValueError(f"filler must be null or 'msra', got {self.filler!r}")
 
 
 @dataclass

@@ -41,6 +41,24 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss, an unusable resume directory), named."""
 
 
+# The output layers keep the prototxts' gaussian 0.01 filler (fc8, att_fc, the follow-up classifier).
+OUTPUT_LAYERS = ("fc8", "att_fc", "classifier")
+
+
+def msra_fill(model: torch.nn.Module) -> None:
+    """Caffe's MSRAFiller (variance_norm FAN_IN: N(0, 2 / fan_in)) on every hidden convolution,
+    N(0, 0.01) on the output layers, zero biases: a from-scratch start in which a deep ReLU
+    net keeps its signal and the first scores are small."""
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if isinstance(m, torch.nn.Conv2d):
+                fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+                std = 0.01 if name.split(".")[-1] in OUTPUT_LAYERS else (2.0 / fan_in) ** 0.5
+                m.weight.normal_(0.0, std)
+                if m.bias is not None:
+                    m.bias.zero_()
+
+
 class Trainer:
     """``Trainer(cfg, out).run()``; ``resume=True`` continues from ``out``'s latest checkpoint."""
 
@@ -76,6 +94,9 @@ class Trainer:
         elif cfg.init.weights:
             self.notes += load_init_weights(self.model, self._path(cfg.init.weights), cfg.init.expect_missing,
                                             source_hint=manifest_hint(cfg.init.source, REPO_ROOT))
+        elif cfg.init.filler == "msra":
+            msra_fill(self.model)
+            self.notes.append("init: Caffe's MSRA filler on every convolution (no pretrained weights)")
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net, self.ddp = self.model, None
