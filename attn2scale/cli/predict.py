@@ -56,7 +56,8 @@ def _predict(cfg, args, settings) -> List[Path]:
     import torch
 
     from ..data import SegDataset, SegTransform, get_dataset_info, pad_collate
-    from ..data.io import read_image_bgr, write_label_png
+    from ..data.dataset import file_item
+    from ..data.io import write_label_png
     from ..engine.evaluate import image_rgb, prepare_model
     from ..engine.inference import labels_from_scores, multiscale_scores
     from ..fileio import atomic_path
@@ -76,11 +77,7 @@ def _predict(cfg, args, settings) -> List[Path]:
         ds = SegDataset(cfg.data.root, args.split, info, transform)
         items = (ds[i] for i in range(len(ds)))
     else:
-        def from_files():
-            for f in args.images:
-                img, _, size = transform(read_image_bgr(Path(f)), None)
-                yield {"image": img, "size": torch.tensor(size), "name": Path(f).stem, "index": 0}
-        items = from_files()
+        items = (file_item(f, transform) for f in args.images)
     server = out / VOC_SERVER_DIR if args.server else None
     if server is not None:
         if (out / "results").exists():

@@ -41,7 +41,7 @@ def visualize(cfg, weights: Path, images: List[Path], out: Path) -> List[Path]:
 
     from .. import ops
     from ..data import SegTransform, get_dataset_info, pad_collate
-    from ..data.io import read_image_bgr
+    from ..data.dataset import file_item
     from ..engine.config import ConfigError
     from ..engine.evaluate import image_rgb, prepare_model
     from ..engine.inference import labels_from_scores, zoomed_size
@@ -56,11 +56,10 @@ def visualize(cfg, weights: Path, images: List[Path], out: Path) -> List[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for f in images:
-        img, _, size = transform(read_image_bgr(f), None)
-        batch = pad_collate([{"image": img, "size": torch.tensor(size), "name": f.stem, "index": 0}])
+        batch = pad_collate([file_item(f, transform)])
+        h, w = batch["size"][0].tolist()
         with torch.no_grad():
             res = model(batch["image"])
-        h, w = size
         zoom = zoomed_size(res["fusion"], batch["image"].shape)
         label = labels_from_scores(res["fusion"].float(), batch["size"], batch["image"].shape)[0].numpy()
         arrays = {}

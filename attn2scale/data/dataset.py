@@ -64,6 +64,12 @@ class SegDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def load_label(self, index: int) -> np.ndarray:
+        """The training-id label (uint8) of entry ``index``, its values checked."""
+        e = self.entries[index]
+        lab_path = under_root(self.root, e.label)
+        return map_labels(read_label_raw(lab_path, e.where), self._lut, lab_path, self.info.num_labels, e.where)
+
     def load(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray], ListEntry]:
         """The raw BGR image and training-id label (uint8) of entry ``index``, checked."""
         e = self.entries[index]
@@ -71,9 +77,8 @@ class SegDataset(Dataset):
         image = read_image_bgr(img_path, e.where)
         label = None
         if self.labelled:
-            lab_path = under_root(self.root, e.label)
-            label = map_labels(read_label_raw(lab_path, e.where), self._lut, lab_path, self.info.num_labels, e.where)
-            check_same_size(image, label, img_path, lab_path, e.where)
+            label = self.load_label(index)
+            check_same_size(image, label, img_path, under_root(self.root, e.label), e.where)
         return image, label, e
 
     def __getitem__(self, key):
@@ -85,3 +90,10 @@ class SegDataset(Dataset):
         if lab is not None:
             item["label"] = lab
         return item
+
+
+def file_item(path: Union[str, Path], transform: SegTransform) -> dict:
+    """An image file outside any list as a dataset item (no label), for prediction."""
+    path = Path(path)
+    image, _, size = transform(read_image_bgr(path), None)
+    return {"image": image, "size": torch.tensor(size, dtype=torch.int64), "name": path.stem, "index": 0}

@@ -85,20 +85,7 @@ def read_image_bgr(path: PathLike, where: str = "") -> np.ndarray:
 def read_label_raw(path: PathLike, where: str = "") -> np.ndarray:
     """H x W uint8 label values as stored: the index of a palette PNG, or the
     value of a grey PNG. RGB label images are refused (their colours are not labels)."""
-    from PIL import Image, UnidentifiedImageError
-
-    ctx = f" (listed at {where})" if where else ""
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise DataError(f"{path}: label image has mode {im.mode!r}; expected a palette ('P') or grey "
-                                f"('L') PNG whose values are the labels{ctx}")
-            arr = np.asarray(im)
-    except FileNotFoundError:
-        raise DataError(f"{path}: label not found{ctx}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"{path}: cannot decode the label{ctx}: {exc}") from None
-    return np.ascontiguousarray(arr, dtype=np.uint8)
+    return read_label_any(path, None, where=where)
 
 
 def map_labels(raw: np.ndarray, lut: np.ndarray, path: PathLike, num_labels: int, where: str = "") -> np.ndarray:
@@ -140,12 +127,14 @@ def write_list(path: PathLike, lines: Sequence[str]) -> None:
         Path(tmp).write_text("".join(line + "\n" for line in lines))
 
 
-def read_label_any(path: PathLike, palette: np.ndarray, ignore_label: int = 255) -> np.ndarray:
+def read_label_any(path: PathLike, palette: Optional[np.ndarray], *, where: str = "") -> np.ndarray:
     """H x W label values of a palette or grey PNG, or of an RGB colour-coded PNG decoded
-    with ``palette`` (colour k -> label k; the ignore label's colour -> ignore). A colour
-    that is not in the palette is an error naming it and the file."""
+    with ``palette`` (colour k -> label k; VOC's boundary colour is index 255). A colour
+    that is not in the palette is an error naming it and the file; without a palette an
+    RGB label is refused."""
     from PIL import Image, UnidentifiedImageError
 
+    ctx = f" (listed at {where})" if where else ""
     try:
         with Image.open(path) as im:
             if im.mode in ("P", "L"):
@@ -154,13 +143,16 @@ def read_label_any(path: PathLike, palette: np.ndarray, ignore_label: int = 255)
                 values = np.asarray(im.getchannel("L") if im.mode == "LA" else im)
                 if values.min() < 0 or values.max() > 255:
                     raise DataError(f"{path}: grey label values {int(values.min())}..{int(values.max())} do not "
-                                    "fit 0..255")
+                                    f"fit 0..255{ctx}")
                 return values.astype(np.uint8)
+            if palette is None:
+                raise DataError(f"{path}: label image has mode {im.mode!r}; expected a palette ('P') or grey "
+                                f"('L') PNG whose values are the labels{ctx}")
             rgb = np.asarray(im.convert("RGB"))
     except FileNotFoundError:
-        raise DataError(f"{path}: label file not found") from None
+        raise DataError(f"{path}: label not found{ctx}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"{path}: cannot decode the label: {exc}") from None
+        raise DataError(f"{path}: cannot decode the label{ctx}: {exc}") from None
     codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
     pal = np.asarray(palette, np.int64)
     pal_codes = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]

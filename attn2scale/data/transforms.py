@@ -94,9 +94,7 @@ class SegTransform:
         ph, pw = self._padded(height, width)
         if self.train and self.crop_size:
             d["offset"] = (int(rng.integers(ph - self.crop_size + 1)), int(rng.integers(pw - self.crop_size + 1)))
-        elif self.crop_size:
-            d["offset"] = (0, 0)  # testing: (padded - crop) / 2 is 0 since testing pads to >= the image
-        else:
+        else:  # testing: Caffe's (padded - crop) / 2 is 0, since testing pads to >= the image
             d["offset"] = (0, 0)
         return d
 
@@ -150,9 +148,13 @@ class SegTransform:
         return out.contiguous(), None if lab is None else lab.contiguous(), size
 
 
-def _scaled_size(height: int, width: int, s: float) -> Tuple[int, int]:
+def _scaled(n: int, s: float) -> int:
     # cv2.resize(fx=fy=s) rounds the destination size to the nearest integer (half to even).
-    return max(1, int(round(height * s))), max(1, int(round(width * s)))
+    return max(1, int(round(n * s)))
+
+
+def _scaled_size(height: int, width: int, s: float) -> Tuple[int, int]:
+    return _scaled(height, s), _scaled(width, s)
 
 
 def _resample_window(image: np.ndarray, label: Optional[np.ndarray], s: float, y0: int, vh: int, x0: int,
@@ -176,7 +178,7 @@ def _resample_window(image: np.ndarray, label: Optional[np.ndarray], s: float, y
 
 def _linear_taps(n_in: int, s: float):
     """cv2 INTER_LINEAR with fx = s: source = (dst + 0.5) / s - 0.5, clamped to the image."""
-    n_out = _scaled_size(n_in, n_in, s)[0]
+    n_out = _scaled(n_in, s)
     src = np.maximum((np.arange(n_out) + 0.5) * (1.0 / s) - 0.5, 0.0)
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
@@ -185,7 +187,7 @@ def _linear_taps(n_in: int, s: float):
 
 def _nearest_taps(n_in: int, s: float) -> np.ndarray:
     """cv2 INTER_NEAREST with fx = s: source = floor(dst * (1 / s))."""
-    n_out = _scaled_size(n_in, n_in, s)[0]
+    n_out = _scaled(n_in, s)
     return np.minimum(np.floor(np.arange(n_out) * (1.0 / s)).astype(np.int64), n_in - 1)
 
 

@@ -98,18 +98,21 @@ def evaluate_model(model, cfg: Config, out: Path, *, dist, weights: tuple, split
             labels = (crf.labels(scores, batch, info) if crf is not None
                       else labels_from_scores(scores, batch["size"], image.shape))
         for item, lab in zip(items, labels):
-            write_label_png(pred_dir / f"{item['name']}.png", lab.to("cpu", torch.uint8).numpy(), info.palette())
+            lab = lab.to("cpu", torch.uint8)
+            write_label_png(pred_dir / f"{item['name']}.png", lab.numpy(), info.palette())
+            if dataset.labelled:  # the transform's label, cropped back: no second decode
+                h, w = item["size"].tolist()
+                cm.update(lab, item["label"][:h, :w], where=item["name"])
         done += len(items)
         if bar is not None:
             bar.update(len(items))
             bar.set_postfix(img_s=f"{done / (time.perf_counter() - t0):.2f}")
     if bar is not None:
         bar.close()
-    if dataset.labelled:
-        for i in mine:
+    if dataset.labelled:  # predictions an earlier run wrote
+        for i in sorted(set(mine) - set(todo)):
             e = dataset.entries[i]
-            _, gt, _ = dataset.load(i)
-            cm.update(read_label_raw(pred_dir / f"{e.name}.png"), gt, where=f"{e.name} ({e.where})")
+            cm.update(read_label_raw(pred_dir / f"{e.name}.png"), dataset.load_label(i), where=f"{e.name} ({e.where})")
     cm.all_reduce()
     result = {"split": split, "images": len(dataset), "predicted_now": done,
               "images_per_s": done / max(time.perf_counter() - t0, 1e-9)}

@@ -34,10 +34,10 @@ def score_directories(pred_dir: Path, gt_dir: Path, num_classes: int, palette: n
     cm = ConfusionMatrix(num_classes, ignore_label)
     mis_sized = []
     for n in names:
-        gt = read_label_any(gt_dir / f"{n}.png", palette, ignore_label)
+        gt = read_label_any(gt_dir / f"{n}.png", palette)
         if gt_lut is not None:
             gt = map_labels(gt, gt_lut, gt_dir / f"{n}.png", num_classes)
-        pred = read_label_any(pred_dir / f"{n}.png", palette, ignore_label)
+        pred = read_label_any(pred_dir / f"{n}.png", palette)
         if gt.shape != pred.shape:
             mis_sized.append(f"{n} (prediction {pred.shape[1]}x{pred.shape[0]}, ground truth {gt.shape[1]}x{gt.shape[0]})")
             continue
