@@ -102,7 +102,7 @@ setup(
     ],
     extras_require={"coco": ["pycocotools>=2.0"], "tensorboard": ["tensorboard"], "crf": ["pydensecrf2"],
                     "viz": ["matplotlib"]},
-    package_data={"attn2scale": ["configs/*/*.yaml"]},
+    package_data={"attn2scale": ["configs/*/*.yaml", "tables/*.yaml"]},
     entry_points={"console_scripts": ["attn2scale=attn2scale.__main__:main"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},

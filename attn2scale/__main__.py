@@ -12,6 +12,7 @@ COMMANDS = {
     "eval": "attn2scale.cli.eval",
     "predict": "attn2scale.cli.predict",
     "visualize": "attn2scale.cli.visualize",
+    "table": "attn2scale.cli.table",
 }
 
 

@@ -28,7 +28,7 @@ REQUIRED = {
     "sha256": (str, type(None)),
     "convert": (str,),
 }
-OPTIONAL = {"note": (str,), "md5": (str,), "sha1": (str,)}
+OPTIONAL = {"note": (str,), "md5": (str,), "sha1": (str,), "cell": (str,)}
 HEX_LEN = {"sha256": 64, "sha1": 40, "md5": 32}
 FORMATS = {"V1", "V2", "unknown"}
 MODELS = {"deeplab_largefov", "attention_to_scale", "builder"}
@@ -165,3 +165,19 @@ def test_convert_line_parses_and_its_prototxt_builds(entry):
         assert f"fc8_{values['EXP']}" in net.order  # the layer the release's caffemodel names
     elif args.model == "deeplab_largefov":
         assert ("pool5a" in [lp.name for lp in net_param.layer]) == bool(args.pool5a)
+
+
+@pytest.mark.parametrize("entry", [m for m in MODEL_LIST if "cell" in m], ids=lambda m: m["id"])
+def test_cell_entries_convert_to_their_cells_model(entry):
+    """tools/reproduce_table.py evaluates weights/<id>.safetensors as the named cell: the convert
+    line must build that cell's model (name, labels, pyramid)."""
+    from attn2scale.data import get_dataset_info
+    from attn2scale.engine.config import load_config
+
+    cfg = load_config(entry["cell"])
+    argv = entry["convert"].split()
+    arg = {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
+    assert arg["--model"] == cfg.model.name
+    assert int(arg["--num-labels"]) == get_dataset_info(cfg.data.dataset).num_labels
+    assert [float(x) for x in arg["--scales"].split(",")] == cfg.model.options["scales"]
+    assert arg["--out"] == f"weights/{entry['id']}.safetensors"

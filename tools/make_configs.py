@@ -21,13 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "attn2scale" / "configs"
 
-COLUMNS = {  # column -> (scales, extra supervision, the paper's column label)
-    "s2": ([1.0, 0.5], False, "{1,.5}"),
-    "s2_esupv": ([1.0, 0.5], True, "{1,.5}+E"),
-    "s3": ([1.0, 0.75, 0.5], False, "{1,.75,.5}"),
-    "s3_esupv": ([1.0, 0.75, 0.5], True, "{1,.75,.5}+E"),
-}
-MERGES = {"max": "max-pooling", "avg": "average-pooling", "attention": "attention"}
+sys.path.insert(0, str(REPO))
+from attn2scale.tables.paper import MERGE_ROWS as MERGES  # noqa: E402  (the one list of rows and columns)
+from attn2scale.tables.paper import SCALE_COLUMNS  # noqa: E402
+
+COLUMNS = {k: (list(scales), esupv, label) for k, (scales, esupv, label) in SCALE_COLUMNS.items()}
 INIT = {
     "imagenet": dict(weights="weights/deeplab_v1_largefov_init_vgg16.safetensors",
                      source="deeplab_v1_largefov_init_vgg16"),
@@ -181,7 +179,40 @@ def recalib_cells():
                    train=dict(seed=0, checkpoint_every=2000))
 
 
+# The built-in mini reproduction (tools/reproduce_table.py --mini): a slim LargeFOV (width / 16,
+# no dropout: 64-channel fc6/fc7 train poorly with it) on the procedural 97 x 97 dataset. Every
+# cell starts from one shared pretraining of the trunk (mini/pretrain, Caffe's MSRA filler),
+# as the paper's cells all start from one ImageNet-pretrained VGG-16; fc8 and the attention
+# head start fresh. The runner sets data.root and init.weights.
+MINI_SLIM = dict(width_div=16)
+MINI_DATA = dict(dataset="mini", root="results/mini/data", train_split="train", val_split="val", batch_size=8,
+                 workers=0)
+
+
+def mini_cells():
+    yield dict(name="mini/pretrain", description="mini: the shared pretraining (single scale, from MSRA fillers)",
+               model=dict(name="deeplab_largefov", **MINI_SLIM, options=dict(dropout=0.0)),
+               init=dict(filler="msra"), data=MINI_DATA,
+               solver=dict(solver(policy="poly", base_lr=0.03, max_iter=1500, iter_size=1)),
+               train=dict(seed=0, checkpoint_every=250))
+    init = dict(weights="results/mini/pretrain.safetensors", source="mini/pretrain",
+                expect_missing=["fc8", "backbone.fc8", "attention"])
+    cells = [("baseline", "", dict(name="deeplab_largefov", **MINI_SLIM, options=dict(dropout=0.0)))]
+    for merge in MERGES:
+        for column in COLUMNS:
+            net = share_net(merge, column)
+            cells.append((merge, column, dict(net, **MINI_SLIM, options=dict(net["options"], dropout=0.0,
+                                                                                att_dropout=0.0))))
+    for row, column, model in cells:
+        yield dict(name=f"mini/{row}_{column}" if column else f"mini/{row}",
+                   description="mini: " + (f"{MERGES[row]} over {COLUMNS[column][2]}" if column else "single scale"),
+                   cell=dict(table="mini", row=row, column=column), model=model, init=init, data=MINI_DATA,
+                   solver=solver(policy="poly", base_lr=0.003, max_iter=600, iter_size=1),
+                   train=dict(seed=0, checkpoint_every=200))
+
+
 def all_cells():
+    yield from mini_cells()
     yield from a2s_cells()
     yield from test_cells()
     yield from recalib_cells()

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tarfile
 from pathlib import Path
 from typing import List, Optional
 
-# The VOC evaluation server's folder for segmentation results (competition 6: own data).
-VOC_SERVER_DIR = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"
 
 
 def build_parser(prog: str = "attn2scale predict") -> argparse.ArgumentParser:
@@ -55,16 +52,18 @@ def main(argv: Optional[List[str]] = None, prog: str = "attn2scale predict") -> 
 def _predict(cfg, args, settings) -> List[Path]:
     import torch
 
-    from ..data import SegDataset, SegTransform, get_dataset_info, pad_collate
+    from ..data import SegDataset, get_dataset_info, pad_collate
+    from ..engine.builders import test_transform
     from ..data.dataset import file_item
     from ..data.io import write_label_png
     from ..engine.evaluate import image_rgb, prepare_model
     from ..engine.inference import labels_from_scores, multiscale_scores
+    from ..engine.submission import VOC_SERVER_DIR, write_server_archive
     from ..fileio import atomic_path
     from ..viz import overlay
 
     info = get_dataset_info(cfg.data.dataset)
-    transform = SegTransform.for_dataset(info, train=False)
+    transform = test_transform(cfg)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, _ = prepare_model(cfg, Path(args.weights), device)
     stems = [Path(f).stem for f in args.images]
@@ -100,7 +99,5 @@ def _predict(cfg, args, settings) -> List[Path]:
             write_label_png(server / f"{item['name']}.png", lab, info.palette())
         written.append(path)
     if server is not None:
-        with atomic_path(out / "results.tgz") as tmp:
-            with tarfile.open(tmp, "w:gz") as tar:
-                tar.add(out / "results", arcname="results")
+        write_server_archive(server, out / "results.tgz")
     return written

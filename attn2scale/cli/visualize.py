@@ -39,12 +39,12 @@ def main(argv: Optional[List[str]] = None, prog: str = "attn2scale visualize") -
 def visualize(cfg, weights: Path, images: List[Path], out: Path) -> List[Path]:
     import torch
 
-    from .. import ops
-    from ..data import SegTransform, get_dataset_info, pad_collate
+    from ..data import get_dataset_info, pad_collate
+    from ..engine.builders import test_transform
     from ..data.dataset import file_item
     from ..engine.config import ConfigError
     from ..engine.evaluate import image_rgb, prepare_model
-    from ..engine.inference import labels_from_scores, zoomed_size
+    from ..engine.inference import attention_arrays
     from ..viz.attention import attention_figure
 
     info = get_dataset_info(cfg.data.dataset)
@@ -52,27 +52,15 @@ def visualize(cfg, weights: Path, images: List[Path], out: Path) -> List[Path]:
     scales = [float(s) for s in getattr(model, "scales", ())]
     if len(scales) < 2:
         raise ConfigError(f"{cfg.name}: model {cfg.model.name!r} runs one scale; the figure needs a multi-scale model")
-    transform = SegTransform.for_dataset(info, train=False)
+    transform = test_transform(cfg)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for f in images:
         batch = pad_collate([file_item(f, transform)])
-        h, w = batch["size"][0].tolist()
-        with torch.no_grad():
-            res = model(batch["image"])
-        zoom = zoomed_size(res["fusion"], batch["image"].shape)
-        label = labels_from_scores(res["fusion"].float(), batch["size"], batch["image"].shape)[0].numpy()
-        arrays = {}
-        if res.get("attention") is not None:
-            att = ops.interp(res["attention"].float(), zoom)[0, :, :h, :w]
-            arrays["attention"] = att.numpy()
-            arrays["winner"] = att.argmax(0).numpy().astype("uint8")
-        else:
+        label, arrays = attention_arrays(model, batch)
+        if arrays is None:
             raise ConfigError(f"{cfg.name}: the model merges scales by {getattr(model, 'merge', 'a fixed rule')}; "
                               "only attention models have per-pixel scale weights")
-        if res.get("recalibration") is not None:
-            gate = ops.interp(res["recalibration"].float(), zoom)[0, :, :h, :w]
-            arrays["gate"] = gate.gather(0, torch.from_numpy(label).long()[None])[0].numpy()
         path = out / f"{f.stem}_attention.png"
         attention_figure(path, image_rgb(batch, 0, info), label, info.palette(), arrays, scales,
                          title=f"{cfg.name}: {f.name}")

@@ -100,6 +100,7 @@ class DatasetInfo:
     train_crop: int = 321
     test_crop: int = 513
     mean_bgr: Tuple[float, float, float] = CAFFE_MEAN_BGR
+    input_scale: float = 1.0  # Caffe's transform_param.scale (after the mean); 1 for every real dataset
     authors_exp: Optional[str] = None
     synthetic: bool = False  # generated in code (no download, no prepare-data)
     description: str = ""
@@ -168,6 +169,9 @@ _add(DatasetInfo(
     name="mini", classes=("background", "disc", "square", "triangle", "ring"),
     splits={"train": None, "val": None}, image_dir="images", label_dir="labels", image_ext=".png",
     train_crop=97, test_crop=97, synthetic=True,
+    # Networks trained from scratch need inputs near unit scale; the real datasets' networks
+    # start from ImageNet weights made for raw 0-255 pixels (scale 1).
+    input_scale=1 / 64,
     description="the built-in procedural multi-scale dataset of the mini reproduction (attn2scale.data.synthetic)",
 ))
 

@@ -19,25 +19,37 @@ from .io import png_complete, write_label_png
 from .registry import get_dataset_info
 
 SIZE = 97  # 8 * 12 + 1: the slim LargeFOV's score grid is 13 x 13
-FORMAT = 1
+FORMAT = 2
 
 
-def _texture(rng: np.random.Generator, kind: int, size: int) -> np.ndarray:
-    """H x W x 3 float texture of a family (0 stripes, 1 checks, 2 dots, 3 smooth noise)."""
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    import colorsys
+
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32) * 255
+
+
+def _pattern(rng: np.random.Generator, kind: int, size: int) -> np.ndarray:
+    """H x W pattern in [-1, 1] of a family (0 stripes, 1 checks, 2 dots, 3 blotches)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    base = rng.uniform(40, 215, 3).astype(np.float32)
     period = rng.uniform(3, 7)
     angle = rng.uniform(0, np.pi)
     if kind == 0:
-        pattern = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
-    elif kind == 1:
-        pattern = np.sign(np.sin(xx * np.pi / period) * np.sin(yy * np.pi / period))
-    elif kind == 2:
-        pattern = (np.cos(xx * 2 * np.pi / period) + np.cos(yy * 2 * np.pi / period)) / 2
-    else:
-        pattern = np.repeat(np.repeat(rng.normal(0, 1, (size // 8 + 1, size // 8 + 1)), 8, 0), 8, 1)[:size, :size]
-    amp = rng.uniform(25, 45)
-    return np.clip(base[None, None, :] + amp * pattern[..., None] * rng.uniform(0.5, 1.0, 3), 0, 255)
+        return np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
+    if kind == 1:
+        return np.sign(np.sin(xx * np.pi / period) * np.sin(yy * np.pi / period))
+    if kind == 2:
+        return (np.cos(xx * 2 * np.pi / period) + np.cos(yy * 2 * np.pi / period)) / 2
+    cells = rng.normal(0, 0.6, (size // 8 + 1, size // 8 + 1))
+    return np.clip(np.repeat(np.repeat(cells, 8, 0), 8, 1)[:size, :size], -1, 1)
+
+
+def _texture(rng: np.random.Generator, kind: int, colour: np.ndarray, amp: float) -> np.ndarray:
+    return np.clip(colour[None, None, :] + amp * _pattern(rng, kind, SIZE)[..., None], 0, 255)
+
+
+# Each class has a hue (with jitter) and a texture family: recognisable by local appearance,
+# while its shape and size vary; background and clutter are desaturated.
+_CLASS_HUE = {1: 0.0, 2: 0.33, 3: 0.62, 4: 0.15}
 
 
 def _mask(rng: np.random.Generator, cls: int, cy: float, cx: float, r: float) -> np.ndarray:
@@ -57,22 +69,25 @@ def _mask(rng: np.random.Generator, cls: int, cy: float, cx: float, r: float) ->
 def sample(seed: int, index: int) -> Tuple[np.ndarray, np.ndarray]:
     """(H x W x 3 uint8 RGB image, H x W uint8 label) of sample ``index``."""
     rng = np.random.default_rng([seed, index])
-    image = _texture(rng, int(rng.integers(4)), SIZE) * 0.6 + 50
+    grey = _hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.15), rng.uniform(0.3, 0.7))
+    image = _texture(rng, int(rng.integers(4)), grey, rng.uniform(10, 30))
     label = np.zeros((SIZE, SIZE), np.uint8)
-    for _ in range(int(rng.integers(3, 7))):  # clutter: background-labelled blobs
-        m = _mask(rng, 1, rng.uniform(0, SIZE), rng.uniform(0, SIZE), rng.uniform(3, 9))
-        image[m] = rng.uniform(30, 220, 3)
-    n_obj = int(rng.integers(1, 4))
+    for _ in range(int(rng.integers(3, 7))):  # clutter: background-labelled desaturated blobs
+        m = _mask(rng, int(rng.integers(1, 5)), rng.uniform(0, SIZE), rng.uniform(0, SIZE), rng.uniform(3, 12))
+        shade = _hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.2), rng.uniform(0.2, 0.9))
+        image[m] = _texture(rng, int(rng.integers(4)), shade, 20)[m]
+    n_obj = int(rng.integers(2, 6))
     # object sizes from 5 % to 90 % of the side, log-uniform: small and large are equally common
     radii = sorted(np.exp(rng.uniform(np.log(0.025 * SIZE), np.log(0.45 * SIZE), n_obj)), reverse=True)
     for r in radii:  # largest first, so smaller objects stay visible on top
         cls = int(rng.integers(1, 5))
         cy, cx = rng.uniform(r * 0.5, SIZE - r * 0.5, 2)
         m = _mask(rng, cls, cy, cx, r)
-        tex = _texture(np.random.default_rng([seed, index, cls, int(r * 100)]), cls - 1, SIZE)
-        image[m] = tex[m]
+        colour = _hsv_to_rgb(_CLASS_HUE[cls] + rng.uniform(-0.04, 0.04), rng.uniform(0.55, 0.9),
+                             rng.uniform(0.45, 0.9))
+        image[m] = _texture(rng, cls - 1, colour, rng.uniform(20, 40))[m]
         label[m] = cls
-    noise = np.random.default_rng([seed, index, 99]).normal(0, 6, image.shape)
+    noise = rng.normal(0, 6, image.shape)
     return np.clip(image + noise, 0, 255).astype(np.uint8), label
 
 

@@ -70,7 +70,7 @@ class SegTransform:
         """The authors' setting for ``info``: crop 321 and mirror for training, the
         dataset's test crop (513; COCO 641) for testing."""
         kw = dict(crop_size=info.train_crop if train else info.test_crop, train=train, mirror=train,
-                  mean_bgr=info.mean_bgr, ignore_label=info.ignore_label)
+                  mean_bgr=info.mean_bgr, scale=info.input_scale, ignore_label=info.ignore_label)
         kw.update(overrides)
         return cls(**kw)
 

@@ -21,6 +21,12 @@ def build_model_for(cfg: Config) -> torch.nn.Module:
         raise ConfigError(f"{cfg.name}: model {cfg.model.name!r} with options {options}: {exc}") from None
 
 
+def test_transform(cfg: Config) -> SegTransform:
+    """Caffe's TEST-phase transform for the config's dataset (``data.test_crop`` if set)."""
+    info = get_dataset_info(cfg.data.dataset)
+    return SegTransform.for_dataset(info, False, **({"crop_size": cfg.data.test_crop} if cfg.data.test_crop else {}))
+
+
 def train_dataset(cfg: Config) -> SegDataset:
     info = get_dataset_info(cfg.data.dataset)
     overrides = dict(mirror=cfg.data.mirror)

@@ -63,6 +63,7 @@ class DataConfig:
     val_split: str
     batch_size: int
     crop_size: Optional[int] = None  # None: the dataset's training crop (321)
+    test_crop: Optional[int] = None  # None: the dataset's test crop (513; COCO 641), images pad to it
     mirror: bool = True
     scale_range: Optional[List[float]] = None  # "Attention+": [0.6, 1.4]
     workers: int = 2
@@ -72,7 +73,7 @@ class DataConfig:
 
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        _at_least(self, 1, "batch_size", "crop_size")
+        _at_least(self, 1, "batch_size", "crop_size", "test_crop")
         _at_least(self, 0, "workers")
         if self.scale_range is not None and (len(self.scale_range) != 2 or not 0 < self.scale_range[0]
                                              <= self.scale_range[1]):

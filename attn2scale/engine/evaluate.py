@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..data import SegDataset, SegTransform, get_dataset_info, pad_collate
+from ..data import SegDataset, get_dataset_info, pad_collate
 from ..data.io import png_complete, read_label_raw, write_label_png
 from ..data.loader import ShardSampler
 from ..fileio import write_text_atomic
@@ -27,7 +27,7 @@ from .checkpoint import CheckpointError, file_sha256
 from .config import Config
 from .inference import InferenceSettings, labels_from_scores, load_weights, multiscale_scores, to_rgb_uint8
 from .metrics import ConfusionMatrix, format_table, write_scores
-from .builders import build_model_for
+from .builders import build_model_for, test_transform
 
 
 def prepare_model(cfg: Config, weights: Path, device: torch.device):
@@ -72,7 +72,7 @@ def evaluate_model(model, cfg: Config, out: Path, *, dist, weights: tuple, split
     """:func:`evaluate` for a model in memory; ``weights`` = (description, identity) for the cache record."""
     info = get_dataset_info(cfg.data.dataset)
     split = split or cfg.data.val_split
-    dataset = SegDataset(cfg.data.root, split, info, SegTransform.for_dataset(info, train=False))
+    dataset = SegDataset(cfg.data.root, split, info, test_transform(cfg))
     used = weights[0]
     out = Path(out)
     pred_dir = out / "pred"
@@ -137,4 +137,4 @@ def _bar(total: int, enabled: bool, desc: str):
 
 def image_rgb(batch: dict, k: int, info) -> np.ndarray:
     """Image k of a batch as H x W x 3 RGB uint8, cropped to its size."""
-    return to_rgb_uint8(batch["image"][k], info.mean_bgr, tuple(batch["size"][k].tolist()))
+    return to_rgb_uint8(batch["image"][k], info.mean_bgr, tuple(batch["size"][k].tolist()), info.input_scale)

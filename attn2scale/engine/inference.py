@@ -126,8 +126,31 @@ def default_scales(text: str) -> Tuple[float, ...]:
         raise ValueError(f"--scales expects comma-separated numbers, got {text!r}") from None
 
 
-def to_rgb_uint8(image: torch.Tensor, mean_bgr: Sequence[float], size: Tuple[int, int]):
-    """The network input (3 x H x W, BGR minus mean) back to an H x W x 3 RGB uint8 image."""
+def to_rgb_uint8(image: torch.Tensor, mean_bgr: Sequence[float], size: Tuple[int, int], scale: float = 1.0):
+    """The network input (3 x H x W, (BGR minus mean) times ``scale``) back to an H x W x 3 RGB
+    uint8 image."""
     h, w = size
-    bgr = image[:, :h, :w] + torch.tensor(mean_bgr, dtype=image.dtype).view(3, 1, 1)
+    bgr = image[:, :h, :w] / scale + torch.tensor(mean_bgr, dtype=image.dtype).view(3, 1, 1)
     return bgr.flip(0).permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def attention_arrays(model, batch: dict):
+    """(label map, arrays) of the first image of ``batch`` for the attention figure: the
+    per-scale attention weights (S x H x W), the winning scale and, for the follow-up model,
+    the recalibration gate of the predicted class, all at the image's size; arrays is None
+    for a model without attention."""
+    from .. import ops
+
+    h, w = batch["size"][0].tolist()
+    with torch.no_grad():
+        res = model(batch["image"])
+    zoom = zoomed_size(res["fusion"], batch["image"].shape)
+    label = labels_from_scores(res["fusion"].float(), batch["size"], batch["image"].shape)[0].numpy()
+    if res.get("attention") is None:
+        return label, None
+    att = ops.interp(res["attention"].float(), zoom)[0, :, :h, :w]
+    arrays = {"attention": att.numpy(), "winner": att.argmax(0).numpy().astype("uint8")}
+    if res.get("recalibration") is not None:
+        gate = ops.interp(res["recalibration"].float(), zoom)[0, :, :h, :w]
+        arrays["gate"] = gate.gather(0, torch.from_numpy(label).long()[None])[0].numpy()
+    return label, arrays

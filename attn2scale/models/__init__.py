@@ -30,9 +30,12 @@ def _largefov(num_classes: int = 21, width_div: int = 1, pool5a: bool = False, *
 @register("attention_to_scale")
 def _attention_to_scale(
     num_classes: int = 21, width_div: int = 1, scales=(1.0, 0.75, 0.5), merge: str = "attention",
-    fc8_lr_scale: float = 10.0, **kw
+    fc8_lr_scale: float = 10.0, dropout: float = 0.5, **kw
 ) -> nn.Module:
-    backbone = DeepLabLargeFOV(num_classes=num_classes, width_div=width_div, fc8_lr_scale=fc8_lr_scale)
+    """The share-net on DeepLab-LargeFOV; ``dropout`` is the backbone's (fc6, fc7), ``att_dropout``
+    the attention head's."""
+    backbone = DeepLabLargeFOV(num_classes=num_classes, width_div=width_div, fc8_lr_scale=fc8_lr_scale,
+                               dropout=dropout)
     return MultiScaleNet(backbone, scales=scales, merge=merge, att_hidden=512 // width_div, **kw)
 
 
