@@ -109,7 +109,6 @@ def test_table_end_to_end_on_fake_roots(world, name):
             assert members == [f"results/VOC2012/Segmentation/comp6_test_cls/test_{k}.png" for k in range(2)]
         else:
             assert 0 <= r["ours"] <= 100
-            assert r["delta"] is None if r["paper"] is None else r["delta"] == pytest.approx(r["ours"] - r["paper"])
     for ext in ("md", "csv", "json"):
         assert done["paths"][ext].is_file()
     md = done["paths"]["md"].read_text()
@@ -201,6 +200,15 @@ def test_cache_reuse_invalidation_and_resume(world, monkeypatch):
     opts.force = True
     runner_mod.evaluate_cell(BASELINE, opts)
     assert len(calls) == 4
+    opts.force = False
+    torch.manual_seed(1)  # other weights in the same run folder: recomputed
+    cfg = runner_mod.load_cell_config(BASELINE, opts)
+    save_checkpoint(opts.runs / cfg.name, cfg.solver.max_iter, build_model_for(cfg), {}, cfg.to_dict(), {})
+    assert runner_mod.evaluate_cell(BASELINE, opts)["checkpoint"]["sha256"] != again["checkpoint"]["sha256"]
+    assert len(calls) == 5
+    lst = world / "data" / "person_part" / "list" / "val.txt"  # the data changed: recomputed
+    lst.write_text(lst.read_text().splitlines()[0] + "\n")
+    assert runner_mod.evaluate_cell(BASELINE, opts)["images"] == 1 and len(calls) == 6
 
 
 def test_cli_errors_and_missing_exit_status(world, capsys):
@@ -215,10 +223,42 @@ def test_cli_errors_and_missing_exit_status(world, capsys):
     assert (world / "results" / "person_part.csv").is_file()
 
 
-def test_test_crop_override():
+def test_test_crop_override_and_mini_flags():
     from attn2scale.engine.builders import test_transform
     from attn2scale.engine.config import load_config
 
     assert test_transform(load_config("coco_subset/baseline")).crop_size == 641  # the dataset's
     assert test_transform(load_config("coco_subset/baseline", ["data.test_crop=65"])).crop_size == 65
     assert table_main(["--mini", "--set", "model.width_div=2"]) == 2
+
+
+def test_train_refuses_a_run_of_another_config_and_missing_init(world):
+    make_root(world, "person_part")
+    (world / "data" / "person_part" / "list" / "train.txt").write_text(
+        (world / "data" / "person_part" / "list" / "val.txt").read_text())
+    opts = _opts(world, train=True)
+    cfg = runner_mod.load_cell_config(BASELINE, opts)
+    with pytest.raises(runner_mod.MissingInput, match=r"training needs the init weights .*"
+                                                      r"deeplab_v1_largefov_init_vgg16\.safetensors"):
+        runner_mod.evaluate_cell(BASELINE, opts)
+    other = cfg.to_dict()
+    other["solver"]["base_lr"] = 0.5
+    save_checkpoint(opts.runs / cfg.name, 3, build_model_for(cfg), {}, other, {})
+    with pytest.raises(runner_mod.MissingInput, match=r"trained with another config \(solver.base_lr"):
+        runner_mod.evaluate_cell(BASELINE, opts)
+
+
+def test_a_crf_cell_without_the_extra_is_missing_before_any_work(world, monkeypatch):
+    from attn2scale.engine import crf
+
+    def unavailable():
+        raise crf.CRFUnavailable(crf.INSTALL_HINT)
+
+    monkeypatch.setattr(crf, "require_pydensecrf", unavailable)
+    make_root(world, "voc12")
+    cell = next(c for c in get_table("voc12_test").cells if c.crf)
+    opts = _opts(world)
+    fake_run(runner_mod.load_cell_config(cell, opts), opts.runs)
+    with pytest.raises(runner_mod.MissingInput, match=r"scored with DenseCRF: .*pip install -e \.\[crf\]"):
+        runner_mod.evaluate_cell(cell, opts)
+    assert not (world / "results" / "cells" / cell.config).exists()  # nothing evaluated or cleared

@@ -185,8 +185,9 @@ def recalib_cells():
 # as the paper's cells all start from one ImageNet-pretrained VGG-16; fc8 and the attention
 # head start fresh. The runner sets data.root and init.weights.
 MINI_SLIM = dict(width_div=16)
-MINI_DATA = dict(dataset="mini", root="results/mini/data", train_split="train", val_split="val", batch_size=8,
-                 workers=0)
+# The paths are those of a default full run (results/mini); the runner sets its own.
+MINI_DATA = dict(dataset="mini", root="results/mini/data_seed0_600_200", train_split="train", val_split="val",
+                 batch_size=8, workers=0)
 
 
 def mini_cells():
@@ -195,7 +196,7 @@ def mini_cells():
                init=dict(filler="msra"), data=MINI_DATA,
                solver=dict(solver(policy="poly", base_lr=0.03, max_iter=1500, iter_size=1)),
                train=dict(seed=0, checkpoint_every=250))
-    init = dict(weights="results/mini/pretrain.safetensors", source="mini/pretrain",
+    init = dict(weights="results/mini/runs/mini/pretrain/checkpoints/iter_001500.safetensors", source="mini/pretrain",
                 expect_missing=["fc8", "backbone.fc8", "attention"])
     cells = [("baseline", "", dict(name="deeplab_largefov", **MINI_SLIM, options=dict(dropout=0.0)))]
     for merge in MERGES:

@@ -16,7 +16,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                 "(Markdown on stdout; .md/.csv/.json under --out), or run the mini benchmark.")
     p.add_argument("--table", help=f"one of: {', '.join(names)}, or all")
     p.add_argument("--mini", action="store_true", help="the built-in mini reproduction (no downloads, CPU)")
-    p.add_argument("--quick", action="store_true", help="with --mini: the short version (~3 minutes on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="with --mini: 3 cells, fewer images and steps (~2 minutes)")
     p.add_argument("--seed", type=int, default=0, help="with --mini: the dataset's and training's seed")
     p.add_argument("--out", help="results folder (default results/, with --mini results/mini or results/mini_quick)")
     p.add_argument("--runs", default="runs", help="training runs: RUNS/<config>/ (default runs/)")
@@ -35,8 +35,10 @@ def main(argv: Optional[List[str]] = None, prog: str = "attn2scale table") -> in
     from ..data.io import DataError
     from ..engine.checkpoint import CheckpointError
     from ..engine.config import ConfigError
+    from ..engine import distributed
     from ..engine.crf import CRFUnavailable
-    from ..tables import RunOptions, TableError, reproduce
+    from ..engine.trainer import TrainingError
+    from ..tables import RunOptions, TableError, main_process, reproduce
     from ..tables.mini import run_mini
 
     if bool(args.mini) == bool(args.table):
@@ -61,10 +63,11 @@ def main(argv: Optional[List[str]] = None, prog: str = "attn2scale table") -> in
         if args.weights:
             opts.weights = Path(args.weights)
         done = reproduce([args.table], opts)
-    except (TableError, ConfigError, DataError, CheckpointError, CRFUnavailable, ValueError) as exc:
+        distributed.teardown()
+    except (TableError, ConfigError, DataError, CheckpointError, CRFUnavailable, TrainingError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    for res in done.values():
+    for res in done.values() if main_process() else ():
         print(res["text"])
     missing = any(r["status"] == "missing" for res in done.values() for r in res["rows"])
     return 3 if missing else 0

@@ -23,8 +23,8 @@ from ..fileio import atomic_path, write_text_atomic
 
 FORMAT = 1
 # Keys whose change does not change the computation: a resume may differ in them.
-RESUMABLE_CHANGES = ("data.root", "data.workers", "train.checkpoint_every", "train.val_every", "train.device",
-                     "solver.max_iter", "description")
+RESUMABLE_CHANGES = ("data.root", "data.workers", "data.test_crop", "train.checkpoint_every", "train.val_every",
+                     "train.device", "solver.max_iter", "description")
 
 
 class CheckpointError(ValueError):

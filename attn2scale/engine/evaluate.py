@@ -36,9 +36,12 @@ def prepare_model(cfg: Config, weights: Path, device: torch.device):
     return model.to(device).eval(), used
 
 
-def _record(cfg: Config, weights: str, weights_id: str, split: str, settings: InferenceSettings, crf) -> dict:
+def _record(cfg: Config, weights: str, weights_id: str, split: str, settings: InferenceSettings, crf,
+            transform) -> dict:
     return {"config": cfg.name, "weights": weights, "weights_sha256": weights_id, "split": split,
-            "model": dataclasses.asdict(cfg.model), "data": {"dataset": cfg.data.dataset, "root": cfg.data.root},
+            "model": dataclasses.asdict(cfg.model), "data": {"dataset": cfg.data.dataset, "root": cfg.data.root,
+                                                             "test_crop": transform.crop_size,
+                                                             "input_scale": transform.scale},
             "scales": list(settings.scales), "flip": settings.flip,
             "crf": None if crf is None else dataclasses.asdict(crf.params)}
 
@@ -78,7 +81,7 @@ def evaluate_model(model, cfg: Config, out: Path, *, dist, weights: tuple, split
     pred_dir = out / "pred"
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    record = _record(cfg, weights[0], weights[1], split, settings, crf)
+    record = _record(cfg, weights[0], weights[1], split, settings, crf, dataset.transform)
     _check_cache(out, record, write=False)  # every process: a refusal must stop all of them
     if dist.main:
         pred_dir.mkdir(parents=True, exist_ok=True)

@@ -29,4 +29,5 @@ def reproduce(names: List[str], opts: RunOptions) -> Dict[str, dict]:
     return done
 
 
-__all__ = ["Cell", "MissingInput", "RunOptions", "Table", "TableError", "get_table", "paper_tables", "reproduce"]
+__all__ = ["Cell", "MissingInput", "RunOptions", "Table", "TableError", "get_table", "main_process", "paper_tables",
+           "reproduce"]

@@ -12,6 +12,8 @@ resumes what was interrupted; a different seed, mode or code version starts afre
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import shutil
 import time
@@ -22,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..fileio import write_text_atomic
 from .paper import MERGE_ROWS, SCALE_COLUMNS, Cell, Table
 from .report import markdown, table_rows, write_outputs
-from .runner import RunOptions, code_version, run_cells, train_cell
+from .runner import RunOptions, code_version, run_cells, run_state, train_cell
 
 TABLE_NAME = "mini"
 
@@ -60,10 +62,15 @@ def mini_table(mode: MiniMode) -> Table:
 
 
 def _stamp(out: Path, mode: MiniMode, seed: int, force: bool, log) -> None:
-    """Start afresh (keeping only the generated data) when the seed, mode or code changed."""
-    stamp = {"mode": mode.name, "seed": seed, "code_version": code_version()}
+    """Start afresh (keeping only the generated data) when the seed, mode, code or mini
+    configs changed."""
+    stamp = {"mode": dataclasses.asdict(mode), "seed": seed, "code_version": code_version(),
+             "mini_sources": _mini_sources_hash()}
     path = out / "mini_run.json"
-    old = json.loads(path.read_text()) if path.is_file() else None
+    try:
+        old = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        old = {"damaged": str(path)}
     if force or (old is not None and old != stamp):
         for sub in ("runs", "cells", "figures"):
             if (out / sub).exists():
@@ -74,17 +81,25 @@ def _stamp(out: Path, mode: MiniMode, seed: int, force: bool, log) -> None:
     write_text_atomic(path, json.dumps(stamp) + "\n")
 
 
+def _mini_sources_hash() -> str:
+    """This module and the mini configs, which decide what the mini runs compute."""
+    from ..engine.config import CONFIG_DIR
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for p in sorted((CONFIG_DIR / "mini").glob("*.yaml")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _pretrain(out: Path, common: List[str], mode: MiniMode, opts: RunOptions) -> Path:
-    from ..engine.checkpoint import latest_checkpoint
     from ..engine.config import load_config
     from ..engine.inference import weights_file
 
     over = list(common) + ([f"solver.max_iter={mode.pretrain_iters}"] if mode.pretrain_iters else [])
     cfg = load_config("mini/pretrain", over)
     run = Path(opts.runs) / cfg.name
-    meta = latest_checkpoint(run)
-    if meta is None or json.loads(meta.read_text())["iteration"] < cfg.solver.max_iter:
-        train_cell(cfg, opts)
+    if run_state(cfg, run)[0] != "finished":
+        train_cell(cfg, opts)  # a run of another config is refused there
     return weights_file(run).resolve()
 
 
@@ -227,13 +242,13 @@ def attention_by_size(model, ds, config: str, bins: Sequence[tuple] = SIZE_BINS)
         h, w = item["size"].tolist()
         lab = item["label"][:h, :w].numpy()
         for c in range(1, ds.info.num_labels):
-            regions, n = ndimage.label(lab == c)
+            regions, _ = ndimage.label(lab == c)
             for r, sl in enumerate(ndimage.find_objects(regions), start=1):
                 size = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) / max(h, w)
                 k = next(j for j, (lo, hi, _) in enumerate(bins) if lo <= size < hi)
                 per_bin[k].append(arrays["attention"][:, regions == r].mean(1))
+    scales = [float(s) for s in model.scales]
     out_bins = [{"bin": name, "objects": len(per_bin[k]),
-                 "mean_weight": [float(x) for x in np.mean(per_bin[k], 0)] if per_bin[k] else [None] * len(model.scales)}
+                 "mean_weight": [float(x) for x in np.mean(per_bin[k], 0)] if per_bin[k] else [None] * len(scales)}
                 for k, (_, _, name) in enumerate(bins)]
-    return {"config": config, "scales": [float(s) for s in model.scales], "objects": sum(len(v) for v in per_bin.values()),
-            "bins": out_bins}
+    return {"config": config, "scales": scales, "objects": sum(len(v) for v in per_bin.values()), "bins": out_bins}

@@ -66,7 +66,7 @@ def markdown(table: Table, rows: List[dict], *, heading: Optional[str] = None, b
         delta = "" if r["delta"] is None else f"{r['delta']:+.2f}"
         line = f"| {r['label']} | {_fmt(r['paper'])} | {_ours_text(r)} | {delta} |"
         if baseline is not None:
-            line += "" if r["ours"] is None else f" {r['ours'] - baseline:+.2f} |"
+            line += " — |" if r["ours"] is None else f" {r['ours'] - baseline:+.2f} |"
         lines.append(line)
     notes = [f"- {r['label']}: {r['note']}" for r in rows if r["note"]]
     missing = [f"- {r['missing']}" for r in rows if r["missing"]]
