@@ -66,6 +66,7 @@ def _stamp(out: Path, mode: MiniMode, seed: int, force: bool, log) -> None:
     configs changed."""
     stamp = {"mode": dataclasses.asdict(mode), "seed": seed, "code_version": code_version(),
              "mini_sources": _mini_sources_hash()}
+    stamp = json.loads(json.dumps(stamp))  # as it reads back (tuples become lists)
     path = out / "mini_run.json"
     try:
         old = json.loads(path.read_text()) if path.is_file() else None
