@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from attn2scale.data.synthetic import FORMAT
 from attn2scale.tables.mini import QUICK, run_mini
 
 
@@ -28,7 +29,7 @@ def quick_run(tmp_path_factory):
 
 def test_quick_mini_writes_the_table_and_learns(quick_run):
     out, res = quick_run
-    root = out / f"data_seed0_{QUICK.train_images}_{QUICK.val_images}"
+    root = out / f"data_v{FORMAT}_seed0_{QUICK.train_images}_{QUICK.val_images}"
     chance = all_background_miou(root, "val")
     assert res["chance_miou"] == pytest.approx(chance, abs=1e-6)
     assert 10 < chance < 25  # about a fifth of the background share

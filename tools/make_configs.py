@@ -186,7 +186,7 @@ def recalib_cells():
 # head start fresh. The runner sets data.root and init.weights.
 MINI_SLIM = dict(width_div=16)
 # The paths are those of a default full run (results/mini); the runner sets its own.
-MINI_DATA = dict(dataset="mini", root="results/mini/data_seed0_600_200", train_split="train", val_split="val",
+MINI_DATA = dict(dataset="mini", root="results/mini/data_v2_seed0_600_200", train_split="train", val_split="val",
                  batch_size=8, workers=0)
 
 

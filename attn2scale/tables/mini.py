@@ -77,7 +77,8 @@ def _stamp(out: Path, mode: MiniMode, seed: int, force: bool, log) -> None:
             if (out / sub).exists():
                 shutil.rmtree(out / sub)
         if old is not None:
-            log(f"mini: starting afresh in {out} ({'--force' if force else f'was {old}'})")
+            why = "--force" if force else "the seed, mode, code or mini configs changed"
+            log(f"mini: starting afresh in {out} ({why}; the generated images are kept)")
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(stamp) + "\n")
 
@@ -107,13 +108,13 @@ def _pretrain(out: Path, common: List[str], mode: MiniMode, opts: RunOptions) ->
 def run_mini(out: Path = Path("results/mini"), *, seed: int = 0, quick: bool = False, force: bool = False,
              progress: bool = True, log: Callable[[str], None] = print) -> Dict[str, object]:
     """Run the mini benchmark; returns the table text, the output paths and the measurements."""
-    from ..data.synthetic import generate
+    from ..data.synthetic import FORMAT, generate
 
     t0 = time.perf_counter()
     mode = QUICK if quick else FULL
     out = Path(out).resolve()
     _stamp(out, mode, seed, force, log)
-    data = generate(out / f"data_seed{seed}_{mode.train_images}_{mode.val_images}", seed=seed,
+    data = generate(out / f"data_v{FORMAT}_seed{seed}_{mode.train_images}_{mode.val_images}", seed=seed,
                     train=mode.train_images, val=mode.val_images)
     common = [f"data.root={data}", f"train.seed={seed}"]
     opts = RunOptions(out=out, runs=out / "runs", overrides=common, train=True, progress=progress, log=log)

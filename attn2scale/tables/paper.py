@@ -88,12 +88,15 @@ def _table(name: str, spec: dict) -> Table:
     crf, notes = set(spec.get("crf", ())), spec.get("notes", {})
     cells: List[Cell] = []
     for key, value in spec.get("cells", {}).items():
+        base_label = key
+        if isinstance(value, dict):  # {paper: number(s), label: the paper's name for the row}
+            base_label, value = value["label"], value["paper"]
         values = value if isinstance(value, list) else [value]
         if len(values) != len(metrics):
             raise TableError(f"{PAPER_FILE}: {name}.{key}: {len(values)} values for the metrics {metrics}")
         for metric, v in zip(metrics, values):
             cid = key if len(metrics) == 1 else f"{key}:{metric}"
-            label = key if len(metrics) == 1 else f"{key} ({metric_label(metric)})"
+            label = base_label if len(metrics) == 1 else f"{base_label} ({metric_label(metric)})"
             cells.append(Cell(name, cid, label, metric, v, f"{configs}/{key}", key in crf, notes.get(key, "")))
     cells += grid_cells(name, configs, metrics[0], spec.get("grid", {}))
     for key, nr in spec.get("not_reproduced", {}).items():

@@ -44,7 +44,6 @@ class RunOptions:
     force: bool = False
     progress: bool = True
     log: Callable[[str], None] = print
-    extra_overrides: Dict[str, Sequence[str]] = field(default_factory=dict)  # per config name
 
 
 def default_weights_dir() -> Path:
@@ -70,7 +69,7 @@ def code_version() -> str:
 def load_cell_config(cell: Cell, opts: RunOptions):
     from ..engine.config import load_config
 
-    return load_config(cell.config, [*opts.overrides, *opts.extra_overrides.get(cell.config, ())])
+    return load_config(cell.config, list(opts.overrides))
 
 
 # -- inputs ----------------------------------------------------------------------------------
