@@ -158,9 +158,6 @@ def test_float_and_double_data_and_legacy_dims():
      r"layer 's' \(Eltwise\): bottom 1 has shape \(1, 3, 5, 5\), bottom 0 has \(1, 3, 4, 4\)"),
     ('layer { name: "a" type: "Data" top: "d" top: "l" }',
      r"layer 'a' \(Data\): its top shapes are not fixed by the prototxt; pass input_shapes="),
-    ('layer { name: "a" type: "Input" top: "d" input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } } }\n'
-     'layer { name: "a" type: "ReLU" bottom: "d" top: "d" }',
-     r"layer 'a' \(ReLU\): a second layer with this name"),
 ])
 def test_bad_nets_name_the_file_and_layer(tmp_path, text, match):
     p = tmp_path / "bad.prototxt"

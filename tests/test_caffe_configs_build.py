@@ -155,9 +155,10 @@ def test_attention47_shares_one_tower_and_fuses_its_merge():
     assert sum(net.loss_weights.values()) == 4.0  # fusion + three extra-supervision losses
 
 
-def test_dense_crf_is_named_as_unsupported_and_can_be_dropped():
-    """The configs keep their DenseCRF layers commented out; one that is not is refused by name,
-    or dropped with the layers that consume its output."""
+def test_malformed_dense_crf_is_refused_by_name_and_can_be_dropped():
+    """The configs keep their DenseCRF layers commented out; one wired wrongly (the image where
+    data_dim belongs) is refused naming the layer and bottom, or dropped with the layers that
+    consume its output."""
     text = """
     layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 9 dim: 9 } } }
     layer { name: "fc8" type: "Convolution" bottom: "data" top: "fc8" convolution_param { num_output: 4 kernel_size: 1 } }
@@ -168,8 +169,8 @@ def test_dense_crf_is_named_as_unsupported_and_can_be_dropped():
     from attn2scale.caffe.reader import parse_net_text
 
     net_param = parse_net_text(text, source="crf.prototxt")
-    with pytest.raises(CaffeFormatError, match=r"crf.prototxt: layer 'crf': type 'DenseCRF' is not supported; "
-                                               r"supported types: .*Convolution"):
+    with pytest.raises(CaffeFormatError, match=r"crf.prototxt: layer 'crf' \(DenseCRF\): bottom 1 \(data_dim\) must hold "
+                                               r"\(height, width\) per image.*got \(1, 3, 9, 9\)"):
         CaffeNet(net_param, "TEST", source="crf.prototxt")
     net = CaffeNet(net_param, "TEST", skip_types=("DenseCRF",))
     assert net.skipped == ["crf", "crf_argmax"] and net.order == ["data", "fc8", "argmax"]

@@ -35,7 +35,7 @@ import torch
 
 from ..fileio import fsync_file, temp_beside
 from . import reader
-from .net import CaffeNet, _caffe_shape_matches
+from .net import CaffeNet, caffe_shape_matches
 from .reader import CaffeFormatError
 
 PathLike = Union[str, os.PathLike]
@@ -133,7 +133,7 @@ def map_blobs_to_model(blobs: Mapping[str, List[np.ndarray]], model: torch.nn.Mo
         if idx >= len(arrays):
             raise CaffeFormatError(f"{source}: layer {layer!r} has {len(arrays)} blob(s); {key!r} needs blob {idx}")
         arr = arrays[idx]
-        if not _caffe_shape_matches(tuple(arr.shape), tuple(p.shape), isinstance(arr, reader.LegacyShapeArray)):
+        if not caffe_shape_matches(tuple(arr.shape), tuple(p.shape), isinstance(arr, reader.LegacyShapeArray)):
             msg = (f"layer {layer!r} blob {idx} has shape {tuple(arr.shape)}, "
                    f"model parameter {key!r} needs {tuple(p.shape)}")
             if allow_missing:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -32,24 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import ops
 from . import layers as L
 from . import reader, schema
+from .fillers import fill
+from .fusion import FusedMerge, fusion_plan, run_fused
 from .reader import CaffeFormatError
 
 PathLike = Union[str, os.PathLike]
-
-
-@dataclass
-class FusedMerge:
-    """One scale_merge call standing in for several layers."""
-
-    mode: str
-    scores: List[str]
-    top: str
-    layers: List[str]
-    logits: Optional[str] = None
-    avg_weight: Optional[float] = None
 
 
 @dataclass
@@ -63,15 +51,22 @@ def _module_key(name: str) -> str:
     return name.replace(".", "\u2024")  # nn.Module names cannot hold '.'; ONE DOT LEADER keeps them readable
 
 
-def _data_layer_shapes(lp, source: str) -> Optional[List[Tuple[int, ...]]]:
+def _data_layer_shapes(lp) -> Optional[List[Tuple[int, ...]]]:
     """Shapes of a data layer's tops from its batch size and crop (None when they are not fixed)."""
     t = lp.transform_param
     if lp.type in ("ImageData", "ImageSegData"):
         p = lp.image_data_param
         batch = int(p.batch_size)
         channels = 3 if p.is_color else 1
+        if t.crop_size and (t.crop_height or t.crop_width):
+            raise L.LayerError(f"layer {lp.name!r} ({lp.type}): give crop_size or crop_height + crop_width, "
+                               "not both (DeepLab v2's rule)")
         if t.crop_size:
             h = w = int(t.crop_size)
+        elif t.crop_height or t.crop_width:
+            if not (t.crop_height and t.crop_width):
+                raise L.LayerError(f"layer {lp.name!r} ({lp.type}): crop_height and crop_width go together")
+            h, w = int(t.crop_height), int(t.crop_width)
         elif p.new_height and p.new_width:
             h, w = int(p.new_height), int(p.new_width)
         else:
@@ -97,7 +92,12 @@ def _data_layer_shapes(lp, source: str) -> Optional[List[Tuple[int, ...]]]:
 
 
 class CaffeNet(nn.Module):
-    """A Caffe net (upgraded NetParameter) as a module; see the module docstring."""
+    """A Caffe net (upgraded NetParameter) as a module; see the module docstring.
+
+    Layers are keyed by their Caffe name; a repeated name (Caffe accepts them) keys
+    the later layers as ``name#2``, ``name#3``... and weights go to the first layer of
+    the name, as Caffe's ``CopyTrainedLayersFrom`` does.
+    """
 
     def __init__(
         self,
@@ -111,13 +111,15 @@ class CaffeNet(nn.Module):
         dtype: torch.dtype = torch.float32,
         seed: int = 0,
         source: str = "<net>",
+        crf_solver: Optional[L.CRFSolver] = None,
     ):
         super().__init__()
         self.source = source
         self.net_name = net_param.name
         self.phase = phase.upper()
         self.layers = nn.ModuleDict()
-        self.order: List[str] = []  # layer names in execution order
+        self.order: List[str] = []  # layer keys in execution order (the Caffe name, or name#k for repeats)
+        self.caffe_names: Dict[str, str] = {}  # layer key -> Caffe name
         self.tops: Dict[str, List[str]] = {}
         self.bottoms: Dict[str, List[str]] = {}
         self.types: Dict[str, str] = {}
@@ -128,112 +130,139 @@ class CaffeNet(nn.Module):
         self.blob_shapes: Dict[str, Tuple[int, ...]] = {}
         self._owner: Dict[str, Tuple[str, int]] = {}  # shared param name -> (layer, blob index)
         self._ties: List[tuple] = []  # (layer module, attr, owner module, owner attr)
-        input_shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
-
-        meta: Dict[str, torch.Tensor] = {}
-        dropped_blobs: set = set()
-        for lp in reader.filter_phase(net_param, self.phase, source=source):
-            where = f"{source}: layer {lp.name!r} ({lp.type})"
-            if lp.name in self.layers or lp.name in self.order:
-                raise CaffeFormatError(f"{where}: a second layer with this name")
-            if lp.type in skip_types or any(b in dropped_blobs for b in lp.bottom):
-                # Dropped on request, with everything that depends on it.
-                self.skipped.append(lp.name)
-                dropped_blobs.update(t for t in lp.top if t not in lp.bottom or lp.type in skip_types)
-                continue
-            if not lp.top and lp.type.endswith("Loss"):
-                # Caffe gives a loss layer without a top an anonymous one (AutoTopBlobs); name it after the
-                # layer, on a copy (the caller's NetParameter stays as it was).
-                lp = _copied(lp)
-                lp.top.append(lp.name if lp.name not in meta else f"{lp.name}(automatic)")
-            if lp.type.endswith("Loss") and not lp.loss_weight and len(lp.top) > 1:
-                raise CaffeFormatError(f"{where}: a loss layer with {len(lp.top)} tops needs one loss_weight per top "
-                                       "(Caffe's SetLossWeights refuses the single default weight)")
-            missing = [b for b in lp.bottom if b not in meta]
-            if missing:
-                raise CaffeFormatError(
-                    f"{where}: bottom blob(s) {missing} are produced by no earlier layer in phase {self.phase}"
-                )
-            try:
-                layer = self._make_layer(lp, [tuple(meta[b].shape) for b in lp.bottom], input_shapes, source)
-                if isinstance(layer, L.InputLayer):
-                    tops = [torch.empty(s, device="meta") for s in layer.shapes]
-                    self.inputs.extend(layer.top_names)
-                else:
-                    tops = layer(*[meta[b] for b in lp.bottom])
-            except L.LayerError as exc:
-                raise CaffeFormatError(f"{source}: {exc}") from None
-            except Exception as exc:  # whatever a malformed layer trips over, report the layer
-                raise CaffeFormatError(f"{where}: cannot run on bottoms "
-                                       f"{[tuple(meta[b].shape) for b in lp.bottom]}: "
-                                       f"{type(exc).__name__}: {exc}") from None
-            if layer.n_tops is not None and len(lp.top) != len(tops):
-                raise CaffeFormatError(f"{where}: has {len(lp.top)} top(s), the layer produces {len(tops)}")
-            self._share_params(lp, layer, where)
-            self.layers[_module_key(lp.name)] = layer
-            self.order.append(lp.name)
-            self.tops[lp.name] = list(lp.top)
-            self.bottoms[lp.name] = list(lp.bottom)
-            self.types[lp.name] = lp.type
-            self.param_specs[lp.name] = list(lp.param)
-            for i, t in enumerate(lp.top):
-                meta[t] = tops[i]
-                self.blob_shapes[t] = tuple(tops[i].shape)
-                w = lp.loss_weight[i] if i < len(lp.loss_weight) else (1.0 if lp.type.endswith("Loss") and i == 0 else 0.0)
-                if w:
-                    self.loss_weights[t] = float(w)
-        if not self.order:
-            raise CaffeFormatError(f"{source}: no layer is part of phase {self.phase}")
-        self.plan = self._fusion_plan() if fuse else [(n,) for n in self.order]
+        self._build(net_param, {k: tuple(v) for k, v in (input_shapes or {}).items()}, tuple(skip_types))
+        self._warn_repeated_names()
+        self.plan = fusion_plan(self) if fuse else [(n,) for n in self.order]
         self.train(self.phase == "TRAIN")
         self.to_empty(device=device)
         if dtype != torch.float32:
             self.to(dtype)
         self.reset_parameters(seed)
-        for lay in self.layers.values():  # buffers come out of to_empty uninitialised
-            if isinstance(lay, L.SegAccuracy):
-                lay.reset_confusion()
+        for lay in self.layers.values():
+            lay.reset_state()  # buffers come out of to_empty uninitialised
+            if isinstance(lay, L.DenseCRF):
+                lay.solver = crf_solver
 
     # ------------------------------------------------------------------
-    # construction helpers
+    # construction, step by step
     # ------------------------------------------------------------------
+    def _build(self, net_param, input_shapes, skip_types) -> None:
+        """Build every layer of the phase in order, propagating shapes on meta tensors."""
+        meta: Dict[str, torch.Tensor] = {}
+        dropped_blobs: set = set()
+        for lp in reader.filter_phase(net_param, self.phase, source=self.source):
+            if lp.type in skip_types or any(b in dropped_blobs for b in lp.bottom):
+                # Dropped on request, with everything that depends on it.
+                self.skipped.append(lp.name)
+                dropped_blobs.update(t for t in lp.top if t not in lp.bottom or lp.type in skip_types)
+                continue
+            lp = self._with_loss_tops(lp, meta)
+            self._add_layer(lp, meta, input_shapes)
+        if not self.order:
+            raise CaffeFormatError(f"{self.source}: no layer is part of phase {self.phase}")
+
+    def _with_loss_tops(self, lp, meta):
+        """Caffe's loss-layer rules: an anonymous top when none is named (AutoTopBlobs), named after
+        the layer on a copy (the caller's NetParameter stays as it was); one loss_weight per top."""
+        where = f"{self.source}: layer {lp.name!r} ({lp.type})"
+        if not lp.top and lp.type.endswith("Loss"):
+            lp = _copied(lp)
+            lp.top.append(lp.name if lp.name not in meta else f"{lp.name}(automatic)")
+        if lp.type.endswith("Loss") and not lp.loss_weight and len(lp.top) > 1:
+            raise CaffeFormatError(f"{where}: a loss layer with {len(lp.top)} tops needs one loss_weight per top "
+                                   "(Caffe's SetLossWeights refuses the single default weight)")
+        return lp
+
+    def _layer_key(self, name: str) -> str:
+        key, k = name, 1
+        while key in self.caffe_names:
+            k += 1
+            key = f"{name}#{k}"
+        return key
+
+    def _add_layer(self, lp, meta: Dict[str, torch.Tensor], input_shapes) -> None:
+        where = f"{self.source}: layer {lp.name!r} ({lp.type})"
+        missing = [b for b in lp.bottom if b not in meta]
+        if missing:
+            raise CaffeFormatError(f"{where}: bottom blob(s) {missing} are produced by no earlier layer "
+                                   f"in phase {self.phase}")
+        shapes = [tuple(meta[b].shape) for b in lp.bottom]
+        try:
+            layer = self._make_layer(lp, shapes, input_shapes)
+            if isinstance(layer, L.InputLayer):
+                tops = [torch.empty(s, device="meta") for s in layer.shapes]
+                self.inputs.extend(layer.top_names)
+            else:
+                tops = layer(*[meta[b] for b in lp.bottom])
+        except L.LayerError as exc:
+            raise CaffeFormatError(f"{self.source}: {exc}") from None
+        except Exception as exc:  # whatever a malformed layer trips over, report the layer
+            raise CaffeFormatError(f"{where}: cannot run on bottoms {shapes}: {type(exc).__name__}: {exc}") from None
+        if layer.n_tops is not None and len(lp.top) != len(tops):
+            raise CaffeFormatError(f"{where}: has {len(lp.top)} top(s), the layer produces {len(tops)}")
+        key = self._layer_key(lp.name)
+        self.caffe_names[key] = lp.name
+        self._share_params(lp, layer, where)
+        self.layers[_module_key(key)] = layer
+        self.order.append(key)
+        self.tops[key], self.bottoms[key] = list(lp.top), list(lp.bottom)
+        self.types[key], self.param_specs[key] = lp.type, list(lp.param)
+        for i, t in enumerate(lp.top):
+            meta[t] = tops[i]
+            self.blob_shapes[t] = tuple(tops[i].shape)
+            w = lp.loss_weight[i] if i < len(lp.loss_weight) else (1.0 if lp.type.endswith("Loss") and i == 0 else 0.0)
+            if w:
+                self.loss_weights[t] = float(w)
+
+    def _warn_repeated_names(self) -> None:
+        repeated = sorted({n for k, n in self.caffe_names.items() if k != n})
+        if repeated:
+            keys = {n: [k for k, m in self.caffe_names.items() if m == n] for n in repeated}
+            warnings.warn(f"{self.source}: repeated layer names {repeated} (Caffe accepts them): the later layers "
+                          f"are keyed {', '.join(k for n in repeated for k in keys[n][1:])}, and weights are "
+                          "loaded into the first layer of each name, as Caffe does", stacklevel=3)
+
     @classmethod
     def from_prototxt(cls, path: PathLike, phase: str = "TEST", *, values=None, strict=True, **kw) -> "CaffeNet":
         """Build from a net ``.prototxt``; ``values`` fill ``${NAME}`` placeholders
         (``strict="unquoted"`` lets those inside strings, such as data paths, stay)."""
         return cls(reader.read_net_prototxt(path, values, strict=strict), phase, source=str(path), **kw)
 
-    def _make_layer(self, lp, bottom_shapes, input_shapes, source) -> L.CaffeLayer:
-        if lp.type in L.INPUT_TYPES:
-            if lp.bottom:
-                raise L.LayerError(f"layer {lp.name!r} ({lp.type}): input layers take no bottoms")
-            shapes = [input_shapes.get(t) for t in lp.top]
-            if any(s is None for s in shapes):
-                if lp.type == "Input":
-                    declared = [tuple(int(d) for d in s.dim) for s in lp.input_param.shape]
-                    if len(declared) == 1:
-                        declared = declared * len(lp.top)
-                    if len(declared) != len(lp.top):
-                        raise L.LayerError(f"layer {lp.name!r} (Input): {len(lp.top)} tops but "
-                                           f"{len(declared)} input_param shapes")
-                else:
-                    declared = _data_layer_shapes(lp, source)
-                if declared is None:
-                    raise L.LayerError(
-                        f"layer {lp.name!r} ({lp.type}): its top shapes are not fixed by the prototxt; "
-                        f"pass input_shapes={{{', '.join(repr(t) + ': (N, C, H, W)' for t in lp.top)}}}"
-                    )
-                shapes = [s if s is not None else d for s, d in zip(shapes, declared)]
-            return L.InputLayer(lp, bottom_shapes, shapes)
-        if lp.type in L.SINK_TYPES:
-            return L.Sink(lp, bottom_shapes)
+    def _make_layer(self, lp, bottom_shapes, input_shapes) -> L.CaffeLayer:
         cls = L.LAYER_TYPES.get(lp.type)
         if cls is None:
-            raise L.LayerError(
-                f"layer {lp.name!r}: type {lp.type!r} is not supported; supported types: "
-                f"{', '.join(L.supported_types())}"
-            )
+            if lp.type in L.NOT_IMPLEMENTED:
+                raise L.LayerError(f"layer {lp.name!r}: the DeepLab type {lp.type!r} ({L.NOT_IMPLEMENTED[lp.type]}) "
+                                   f"is not implemented; build with skip_types=({lp.type!r},) to drop it and what "
+                                   "depends on it")
+            raise L.LayerError(f"layer {lp.name!r}: type {lp.type!r} is not supported; supported types: "
+                               f"{', '.join(L.supported_types())}")
+        if issubclass(cls, L.InputLayer):
+            return cls(lp, bottom_shapes, self._input_shapes(lp, input_shapes))
         return cls(lp, bottom_shapes)
+
+    def _input_shapes(self, lp, input_shapes) -> List[Tuple[int, ...]]:
+        """An input layer's top shapes: given by the caller, else declared by the prototxt."""
+        if lp.bottom:
+            raise L.LayerError(f"layer {lp.name!r} ({lp.type}): input layers take no bottoms")
+        shapes = [input_shapes.get(t) for t in lp.top]
+        if all(s is not None for s in shapes):
+            return shapes
+        if lp.type == "Input":
+            declared = [tuple(int(d) for d in s.dim) for s in lp.input_param.shape]
+            if len(declared) == 1:
+                declared = declared * len(lp.top)
+            if len(declared) != len(lp.top):
+                raise L.LayerError(f"layer {lp.name!r} (Input): {len(lp.top)} tops but "
+                                   f"{len(declared)} input_param shapes")
+        else:
+            declared = _data_layer_shapes(lp)
+        if declared is None:
+            raise L.LayerError(
+                f"layer {lp.name!r} ({lp.type}): its top shapes are not fixed by the prototxt; "
+                f"pass input_shapes={{{', '.join(repr(t) + ': (N, C, H, W)' for t in lp.top)}}}"
+            )
+        return [s if s is not None else d for s, d in zip(shapes, declared)]
 
     def _share_params(self, lp, layer: L.CaffeLayer, where: str) -> None:
         for i, name in enumerate(layer.blob_names):
@@ -266,73 +295,6 @@ class CaffeNet(nn.Module):
         for layer, name, owner, owner_name in getattr(self, "_ties", ()):
             setattr(layer, name, getattr(owner, owner_name))
         return out
-
-    def _consumers(self) -> Counter:
-        c: Counter = Counter()
-        for n in self.order:
-            for b in self.bottoms[n]:
-                c[b] += 1
-        return c
-
-    def _fusion_plan(self) -> List[tuple]:
-        """Execution steps: ``(layer,)`` or ``(FusedMerge,)`` replacing a merge pattern."""
-        uses = self._consumers()
-        producer = {t: n for n in self.order for t in self.tops[n]}
-        fused: Dict[str, FusedMerge] = {}  # keyed by the last layer of the pattern
-
-        def only_use(blob: str) -> bool:
-            return uses[blob] == 1 and blob not in self.loss_weights
-
-        for name in self.order:
-            if self.types[name] != "Eltwise":
-                continue
-            layer = self.layers[_module_key(name)]
-            bots, top = self.bottoms[name], self.tops[name][0]
-            if layer.op != "SUM" or layer.coeff or len(set(bots)) != len(bots) or top in bots:
-                continue
-            # attention: Softmax(axis 1) -> Slice(axis 1, one channel each) -> SpatialProduct -> SUM
-            prods = [producer.get(b) for b in bots]
-            if all(p is not None and self.types[p] == "SpatialProduct" and only_use(b) for p, b in zip(prods, bots)):
-                atts = [self.bottoms[p][1] for p in prods]
-                scores = [self.bottoms[p][0] for p in prods]
-                slicer = producer.get(atts[0])
-                if (slicer is not None and self.types[slicer] == "Slice" and self.tops[slicer] == atts
-                        and all(only_use(a) for a in atts)
-                        and self.layers[_module_key(slicer)].axis == 1
-                        and all(s == 1 for s in self.layers[_module_key(slicer)].sizes)):
-                    soft_blob = self.bottoms[slicer][0]
-                    soft = producer.get(soft_blob)
-                    if (soft is not None and self.types[soft] == "Softmax" and only_use(soft_blob)
-                            and self.layers[_module_key(soft)].axis == 1
-                            and self.tops[soft][0] != self.bottoms[soft][0]):
-                        fused[name] = FusedMerge("attention", scores, top, [soft, slicer] + prods + [name],
-                                                 logits=self.bottoms[soft][0])
-                continue
-            # average: SUM -> Power(scale a, shift 0, power 1)
-            nxt = [n for n in self.order if self.bottoms[n] == [top]]
-            if len(nxt) == 1 and only_use(top) and self.types[nxt[0]] == "Power":
-                pw = self.layers[_module_key(nxt[0])]
-                if pw.power == 1.0 and pw.shift == 0.0:
-                    fused[nxt[0]] = FusedMerge("avg", list(bots), self.tops[nxt[0]][0], [name, nxt[0]],
-                                               avg_weight=pw.scale)
-        # The fused call reads its inputs where the pattern ends: refuse when anything inside the
-        # pattern's span (an in-place ReLU on a score map, say) writes to one of them first.
-        pos = {n: i for i, n in enumerate(self.order)}
-        for key, f in list(fused.items()):
-            inputs = set(f.scores) | ({f.logits} if f.logits else set())
-            for reader_layer in f.layers:
-                for b in inputs & set(self.bottoms[reader_layer]):
-                    later = self.order[pos[reader_layer] + 1: pos[key] + 1]
-                    if any(b in self.tops[n] for n in later):
-                        fused.pop(key, None)
-        absorbed = {n for f in fused.values() for n in f.layers}
-        plan: List[tuple] = []
-        for n in self.order:
-            if n in fused:
-                plan.append((fused[n],))
-            elif n not in absorbed:
-                plan.append((n,))
-        return plan
 
     # ------------------------------------------------------------------
     # parameters
@@ -437,7 +399,7 @@ class CaffeNet(nn.Module):
                 p = getattr(lay, pname)
                 legacy = isinstance(arr, reader.LegacyShapeArray)
                 arr = np.asarray(arr)
-                if not _caffe_shape_matches(tuple(arr.shape), tuple(p.shape), legacy):
+                if not caffe_shape_matches(tuple(arr.shape), tuple(p.shape), legacy):
                     raise CaffeFormatError(
                         f"{source}: layer {lname!r} blob {i} ({pname}) has shape {tuple(arr.shape)} in the file, "
                         f"the net needs {tuple(p.shape)}"
@@ -482,7 +444,7 @@ class CaffeNet(nn.Module):
         for step in (self.plan if end is None else [(n,) for n in self.order]):
             item = step[0]
             if isinstance(item, FusedMerge):
-                blobs[item.top] = self._run_fused(item, blobs)
+                blobs[item.top] = run_fused(item, blobs, lambda msg: ValueError(f"{self.source}: {msg}"))
                 continue
             lay = self.layer(item)
             if isinstance(lay, L.InputLayer):
@@ -506,21 +468,6 @@ class CaffeNet(nn.Module):
                 break
         return blobs
 
-    def _run_fused(self, f: FusedMerge, blobs) -> torch.Tensor:
-        scores = [blobs[s] for s in f.scores]
-        size = scores[0].shape[-2:]
-        for s, t in zip(f.scores, scores):
-            if t.shape != scores[0].shape:
-                raise ValueError(f"{self.source}: merge {f.top!r}: score {s!r} has shape {tuple(t.shape)}, "
-                                 f"{f.scores[0]!r} has {tuple(scores[0].shape)}")
-        if f.mode == "attention":
-            logits = blobs[f.logits]
-            if logits.shape[1] != len(scores):
-                raise ValueError(f"{self.source}: merge {f.top!r}: {logits.shape[1]} attention channels for "
-                                 f"{len(scores)} scales")
-            return ops.scale_merge(scores, size, mode="attention", logits=logits)
-        return ops.scale_merge(scores, size, mode="avg", avg_weight=f.avg_weight)
-
     def losses(self, blobs: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """The loss tops present in ``blobs`` (unweighted, as Caffe's top blobs hold them)."""
         return {t: blobs[t] for t in self.loss_weights if t in blobs}
@@ -539,7 +486,7 @@ class CaffeNet(nn.Module):
         return f"name={self.net_name!r}, phase={self.phase}, layers={len(self.order)}, fused={len(self.fused_merges())}"
 
 
-def _caffe_shape_matches(file_shape: Tuple[int, ...], net_shape: Tuple[int, ...], legacy: bool) -> bool:
+def caffe_shape_matches(file_shape: Tuple[int, ...], net_shape: Tuple[int, ...], legacy: bool) -> bool:
     """Caffe's ``Blob::ShapeEquals``: equal shapes; a blob stored with the legacy
     num/channels/height/width fits when the net's shape padded with leading 1s equals it."""
     if file_shape == net_shape:
@@ -553,52 +500,3 @@ def _copied(lp):
     out = schema.LayerParameter()
     out.CopyFrom(lp)
     return out
-
-
-# --------------------------------------------------------------------------
-# Fillers
-# --------------------------------------------------------------------------
-
-def fill(filler, shape: Tuple[int, ...], gen: torch.Generator, *, where: str = "filler") -> torch.Tensor:
-    """A tensor drawn as Caffe's filler ``filler`` describes (same law, not Caffe's random numbers)."""
-    kind = filler.type if filler is not None else "constant"
-    numel = int(np.prod(shape)) if shape else 1
-    # Caffe: fan_in = count / shape(0), fan_out = count / shape(1) (count for a 1-D blob)
-    fan_in = numel // shape[0] if shape else 1
-    fan_out = numel // shape[1] if len(shape) > 1 else numel
-    norms = schema.FillerParameter.VarianceNorm
-    norm = norms.Name(filler.variance_norm) if filler is not None else "FAN_IN"
-    n = {"FAN_IN": fan_in, "FAN_OUT": fan_out, "AVERAGE": (fan_in + fan_out) / 2.0}[norm]
-    if kind == "constant":
-        return torch.full(shape, float(filler.value) if filler is not None else 0.0)
-    if kind == "uniform":
-        return torch.empty(shape).uniform_(float(filler.min), float(filler.max), generator=gen)
-    if kind == "gaussian":
-        out = torch.empty(shape).normal_(float(filler.mean), float(filler.std), generator=gen)
-        if filler.sparse >= 0:
-            if len(shape) < 1:
-                raise CaffeFormatError(f"{where}: a sparse gaussian filler needs a blob with an axis, got {shape}")
-            # Caffe: each weight is kept with probability sparse / shape(0) (the outputs).
-            keep = torch.rand(shape, generator=gen) < filler.sparse / shape[0]
-            out = out * keep
-        return out
-    if kind == "xavier":
-        a = float(np.sqrt(3.0 / n))
-        return torch.empty(shape).uniform_(-a, a, generator=gen)
-    if kind == "msra":
-        return torch.empty(shape).normal_(0.0, float(np.sqrt(2.0 / n)), generator=gen)
-    if kind == "positive_unitball":
-        out = torch.rand(shape, generator=gen)
-        return out / out.reshape(shape[0], -1).sum(1).reshape((shape[0],) + (1,) * (len(shape) - 1))
-    if kind == "bilinear":
-        if len(shape) != 4 or shape[2] != shape[3]:
-            raise CaffeFormatError(f"{where}: the bilinear filler needs a square 4-D kernel, got {shape}")
-        k = shape[3]
-        f = int(np.ceil(k / 2.0))
-        c = (2 * f - 1 - f % 2) / (2.0 * f)
-        x = np.arange(k, dtype=np.float64)
-        w1 = 1 - np.abs(x / f - c)
-        kern = torch.from_numpy(np.outer(w1, w1).astype(np.float32))
-        return kern.expand(shape).clone()
-    raise CaffeFormatError(f"{where}: filler type {kind!r} is not supported "
-                           "(constant, uniform, gaussian, xavier, msra, positive_unitball, bilinear)")

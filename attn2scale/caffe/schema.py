@@ -22,12 +22,20 @@ Sources (field numbers, names, types and defaults are copied as declared):
   the V1 LayerType values INTERP ... ONEHOT, the V1 per-type fields 42-59,
   ``strict_dim`` = 1003, ImageDataParameter ``has_label``, SoftmaxLossParameter,
   and the V1-only messages (BiasChannel, UniqueLabel, ...).
-* DeepLab v2 (deeplab-public-ver2) puts ``interp_param`` at 143; that is the
-  number used here (the authors' fork has it at 138, see below).
+* DeepLab v2 (deeplab-public-ver2 @a11f8a2, ``src/caffe/proto/caffe.proto``;
+  BVLC @fe0f441 plus its additions): ``interp_param`` at 143 (the number used
+  here; the authors' fork has it at 138), TransformationParameter
+  ``scale_factors``/``crop_width``/``crop_height``, BatchNormParameter
+  ``update_global_stats``, BiasChannelParameter ``label_type``/``background_label``,
+  DomainTransformParameter, and LayerParameter 144-151 (seg_accuracy, mat_write,
+  dense_crf, domain_transform, adaptive_bias_channel, bias_channel,
+  unique_label, mat_read). Where those numbers are BVLC's (144-148) or the
+  authors' fork's (149) the field keeps its name at another number here and
+  :data:`DEEPLAB_V2_NUMBERS` gives the real one, for binary files.
 
 Number conflicts. Where BVLC and DeepLab use one number for two fields, the
 DeepLab field keeps the number and the other one moves to a private number in
-536,100,000-536,399,999 (below 2**29, far from every real range and from the
+536,100,000-536,499,999 (below 2**29, far from every real range and from the
 reserved 19000-19999), so its *name* still parses in text format.
 :data:`RELOCATED_FIELDS` lists each (real number, number here, why):
 
@@ -67,6 +75,7 @@ _F = descriptor_pb2.FieldDescriptorProto
 _MOVED = 536_100_000     # + the real number of a BVLC field that lost its number to DeepLab
 _FORK = 536_200_000      # + the real number of a fork field whose number BVLC owns
 _UNSURE = 536_300_000    # + k for fork fields whose real number could not be found
+_DEEPLAB2 = 536_400_000  # + the real number of a DeepLab v2 field whose number another fork owns
 
 
 # --------------------------------------------------------------------------
@@ -274,12 +283,20 @@ _msg("LayerParameter", [
     _o("SpatialPoolingParameter", "spatial_pooling_param", _FORK + 148),
     _o("UnpoolingParameter", "unpooling_param", _FORK + 146),
     _o("UpsampleParameter", "upsample_param", _FORK + 144),
+    # DeepLab v2 only (its numbers: DEEPLAB_V2_NUMBERS)
+    _o("DomainTransformParameter", "domain_transform_param", _DEEPLAB2 + 147),
+    _o("AdaptiveBiasChannelParameter", "adaptive_bias_channel_param", _DEEPLAB2 + 148),
+    _o("BiasChannelParameter", "bias_channel_param", _DEEPLAB2 + 149),
+    _o("UniqueLabelParameter", "unique_label_param", 150),
 ])
 _msg("TransformationParameter", [
     _o("float", "scale", 1, 1), _o("bool", "mirror", 2, False),
     _o("uint32", "crop_size", 3, 0), _o("string", "mean_file", 4),
     _r("float", "mean_value", 5),
     _o("bool", "force_color", 6, False), _o("bool", "force_gray", 7, False),
+    # DeepLab v2 (ImageSegData)
+    _r("float", "scale_factors", 8),
+    _o("uint32", "crop_width", 9, 0), _o("uint32", "crop_height", 10, 0),
 ])
 _msg("LossParameter", [
     _o("int32", "ignore_label", 1),
@@ -298,6 +315,7 @@ _msg("BatchNormParameter", [
     _o("bool", "use_global_stats", 1),
     _o("float", "moving_average_fraction", 2, 0.999),
     _o("float", "eps", 3, 1e-5),
+    _o("bool", "update_global_stats", 4, False),    # DeepLab v2
 ])
 _msg("BiasParameter", [
     _o("int32", "axis", 1, 1), _o("int32", "num_axes", 2, 1), _o("FillerParameter", "filler", 3),
@@ -627,9 +645,14 @@ _msg("UnpoolingParameter", [
     _o("Engine", "engine", 11, "DEFAULT"),
 ], {"UnpoolMethod": _seq("MAX AVE TILE"), "Engine": _seq("DEFAULT CAFFE")})
 _msg("UpsampleParameter", [_o("uint32", "upsample_ratio", 1, 1)])
-# DeepLab v1 only (V1 ``layers``)
+# DeepLab v1 (V1 ``layers``) and v2
 _msg("BiasChannelParameter", [
     _o("float", "bg_bias", 1, 1.0), _o("float", "fg_bias", 2, 2.0), _r("int32", "ignore_label", 3),
+    _o("LabelType", "label_type", 4, "IMAGE"), _o("int32", "background_label", 6, 0),   # v2
+], {"LabelType": [("IMAGE", 1), ("PIXEL", 2)]})
+_msg("DomainTransformParameter", [
+    _o("int32", "num_iter", 1, 3), _o("float", "spatial_sigma", 2, 50), _o("float", "range_sigma", 3, 5),
+    _o("float", "min_weight", 4, 0),
 ])
 _msg("AdaptiveBiasChannelParameter", [
     _o("int32", "num_iter", 1, 1), _o("float", "bg_portion", 2, 0.2), _o("float", "fg_portion", 3, 0.2),
@@ -685,6 +708,15 @@ AUTHORS_FORK_NUMBERS = {
     "ConvolutionParameter.hole_h": 18,
     "V1LayerParameter.loss_param": 42,
     "SoftmaxLossParameter.weight_source": 3,
+}
+
+#: Where DeepLab v2 (deeplab-public-ver2) numbers LayerParameter fields that this
+#: schema keeps elsewhere (BVLC owns 144-148, the authors' fork 149).
+DEEPLAB_V2_NUMBERS = {
+    "LayerParameter.seg_accuracy_param": 144, "LayerParameter.mat_write_param": 145,
+    "LayerParameter.dense_crf_param": 146, "LayerParameter.domain_transform_param": 147,
+    "LayerParameter.adaptive_bias_channel_param": 148, "LayerParameter.bias_channel_param": 149,
+    "LayerParameter.mat_read_param": 151,
 }
 
 #: Fork fields placed at _UNSURE + k because their real number was not found.
