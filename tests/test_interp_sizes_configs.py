@@ -1,8 +1,9 @@
 """Interp output sizes on the authors' real Caffe nets.
 
 Every Interp layer of every train*/test*/deploy* prototxt under
-``../shared/caffe/configs/authors`` is sized with :func:`attn2scale.ops.caffe_interp_size`
-inside a small spatial-shape propagator (Convolution / Pooling with Caffe's
+``../shared/caffe/configs/authors`` is sized with this file's own reading of the
+DeepLab Interp rule (:func:`interp_out`, written from the fork's layer as a fact,
+not calling the library) inside a small spatial-shape propagator (Convolution / Pooling with Caffe's
 rounding, ImageSegData crop size, shape-preserving layers). The real check is
 the one Caffe itself makes when it builds these nets: every multi-input layer
 (Concat, Eltwise, SpatialProduct, SoftmaxWithLoss, SegAccuracy) needs equal
@@ -31,6 +32,25 @@ from conftest import require_shared, shared_dir
 
 CONFIGS = ("caffe", "configs", "authors")
 NUM_LABELS = {"voc10_part": 7, "voc12": 21, "coco": 81}
+
+
+def interp_out(h: int, w: int, p: dict) -> Tuple[int, int]:
+    """DeepLab's Interp output size, in the order its layer decides: shrink alone, zoom alone,
+    height and width, then shrink followed by zoom; on the input padded by pad_beg + pad_end."""
+    pad = one(p, "pad_beg", 0) + one(p, "pad_end", 0)
+    h, w = h + pad, w + pad
+    shrink, zoom = one(p, "shrink_factor"), one(p, "zoom_factor")
+    shrunk = (lambda n: (n - 1) // shrink + 1)
+    zoomed = (lambda n: n + (n - 1) * (zoom - 1))
+    if shrink is not None and zoom is None:
+        return shrunk(h), shrunk(w)
+    if zoom is not None and shrink is None:
+        return zoomed(h), zoomed(w)
+    if "height" in p and "width" in p:
+        return one(p, "height"), one(p, "width")
+    if shrink is not None and zoom is not None:
+        return zoomed(shrunk(h)), zoomed(shrunk(w))
+    raise Unsupported(f"interp_param {p} sets no size")
 
 
 # --------------------------------------------------------------------------
@@ -361,12 +381,7 @@ class Net:
             known = {"shrink_factor", "zoom_factor", "height", "width", "pad_beg", "pad_end"}
             if set(p) - known:
                 raise Unsupported(f"interp_param fields {sorted(set(p) - known)}")
-            oh, ow = ops.caffe_interp_size(
-                h, w,
-                shrink_factor=one(p, "shrink_factor"), zoom_factor=one(p, "zoom_factor"),
-                out_height=one(p, "height"), out_width=one(p, "width"),
-                pad_beg=one(p, "pad_beg", 0), pad_end=one(p, "pad_end", 0),
-            )
+            oh, ow = interp_out(h, w, p)
             out = (c, oh, ow)
             self.interps.append((name, ins[0], out, p))
         elif ltype in SAME_SHAPE:

@@ -76,6 +76,30 @@ def dense_crf(image_rgb: np.ndarray, prob: np.ndarray, params: DenseCRFParams = 
     return q.argmax(0)
 
 
+def caffe_dense_crf(unary: np.ndarray, image: Optional[np.ndarray], kernels) -> np.ndarray:
+    """The solver of a Caffe ``DenseCRF`` layer (:class:`attn2scale.caffe.layers.DenseCRF`):
+    Q (M x H x W) of mean-field inference from the unary energy (M x H x W), with the layer's
+    Potts kernels over the features (x, y) / std and (x, y) / std, image channels / colour std,
+    the image as the net fed it (C x H x W). The per-pixel normalisation after filtering is the
+    one of the densecrf code the DeepLab fork bundles (read from its source, not run here)."""
+    dcrf = require_pydensecrf()
+    m, h, w = unary.shape
+    crf = dcrf.DenseCRF(h * w, m)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(m, -1), dtype=np.float32))
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    for weight, xy_std in kernels.positional:
+        feats = np.stack([xs / xy_std, ys / xy_std]).reshape(2, -1)
+        crf.addPairwiseEnergy(np.ascontiguousarray(feats, dtype=np.float32), compat=weight,
+                              kernel=dcrf.CONST_KERNEL, normalization=dcrf.NORMALIZE_AFTER)
+    for weight, xy_std, rgb_std in kernels.bilateral:
+        if image is None:
+            raise ValueError("caffe_dense_crf: bilateral kernels need the image")
+        feats = np.concatenate([np.stack([xs / xy_std, ys / xy_std]), image / rgb_std]).reshape(2 + len(image), -1)
+        crf.addPairwiseEnergy(np.ascontiguousarray(feats, dtype=np.float32), compat=weight,
+                              kernel=dcrf.CONST_KERNEL, normalization=dcrf.NORMALIZE_AFTER)
+    return np.asarray(crf.inference(kernels.max_iter), dtype=np.float32).reshape(m, h, w)
+
+
 class CRFLabeller:
     """Turns a batch's scores into labels through the CRF, one image per worker process."""
 
