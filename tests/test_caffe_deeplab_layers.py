@@ -150,3 +150,48 @@ def test_repeated_layer_names_are_accepted_and_weights_go_to_the_first():
     c1 = np.einsum("oc,nchw->nohw", w[:, :, 0, 0], x.numpy()) + 1
     c2 = np.einsum("oc,nchw->nohw", np.full((2, 2), 0.25, np.float32), c1)
     np.testing.assert_allclose(net(x)["c2"].detach().numpy(), c2, rtol=1e-5)
+
+
+def test_deeplab_v2_binary_numbers_are_read_into_the_right_fields(tmp_path):
+    """A caffemodel written by DeepLab v2 stores seg_accuracy_param at 144 and bias_channel_param at
+    149 (BVLC's crop_param and the authors' fork's bin_write_param here): build such bytes field by
+    field with the wire format, and read them back into the DeepLab fields."""
+    from attn2scale.caffe import read_caffemodel, schema
+
+    def field(number: int, payload: bytes) -> bytes:  # a length-delimited field, written by hand
+        key, out = (number << 3) | 2, b""
+        for v in (key, len(payload)):
+            while v >= 0x80:
+                out += bytes([(v & 0x7F) | 0x80])
+                v >>= 7
+            out += bytes([v])
+        return out + payload
+
+    seg = schema.SegAccuracyParameter(ignore_label=[255, 254], reset=False).SerializeToString()
+    bias = schema.BiasChannelParameter(bg_bias=0.5, fg_bias=3.0, background_label=2).SerializeToString()
+    layers = [field(1, b"acc") + field(2, b"SegAccuracy") + field(144, seg),
+              field(1, b"bias") + field(2, b"BiasChannel") + field(149, bias)]
+    path = tmp_path / "v2.caffemodel"
+    path.write_bytes(b"".join(field(100, lp) for lp in layers))
+    net = read_caffemodel(path)
+    acc, bc = net.layer
+    assert list(acc.seg_accuracy_param.ignore_label) == [255, 254] and acc.seg_accuracy_param.reset is False
+    assert not acc.HasField("crop_param")
+    assert (bc.bias_channel_param.bg_bias, bc.bias_channel_param.fg_bias) == (0.5, 3.0)
+    assert bc.bias_channel_param.background_label == 2 and not bc.HasField("bin_write_param")
+
+
+def test_a_file_with_two_same_named_weight_layers_keeps_the_later_as_caffe_does(tmp_path):
+    from attn2scale.caffe import load_caffemodel_blobs, schema
+
+    net = schema.NetParameter()
+    for value in (1.0, 2.0):
+        lp = net.layer.add(name="conv", type="Convolution")
+        b = lp.blobs.add()
+        b.shape.dim.extend([2])
+        b.data.extend([value, value])
+    path = tmp_path / "dup.caffemodel"
+    path.write_bytes(net.SerializeToString())
+    with pytest.warns(UserWarning, match=r"two layers named 'conv' store weights; the later one's are kept"):
+        blobs = load_caffemodel_blobs(path)
+    np.testing.assert_array_equal(blobs["conv"][0], [2.0, 2.0])

@@ -223,10 +223,13 @@ class CaffeNet(nn.Module):
                           "loaded into the first layer of each name, as Caffe does", stacklevel=3)
 
     @classmethod
-    def from_prototxt(cls, path: PathLike, phase: str = "TEST", *, values=None, strict=True, **kw) -> "CaffeNet":
+    def from_prototxt(cls, path: PathLike, phase: str = "TEST", *, values=None, strict=True, lenient=False,
+                      **kw) -> "CaffeNet":
         """Build from a net ``.prototxt``; ``values`` fill ``${NAME}`` placeholders
-        (``strict="unquoted"`` lets those inside strings, such as data paths, stay)."""
-        return cls(reader.read_net_prototxt(path, values, strict=strict), phase, source=str(path), **kw)
+        (``strict="unquoted"`` lets those inside strings, such as data paths, stay); ``lenient``
+        drops other forks' unknown data-layer fields with a warning (see :mod:`.lenient`)."""
+        net_param = reader.read_net_prototxt(path, values, strict=strict, lenient=lenient)
+        return cls(net_param, phase, source=str(path), **kw)
 
     def _make_layer(self, lp, bottom_shapes, input_shapes) -> L.CaffeLayer:
         cls = L.LAYER_TYPES.get(lp.type)

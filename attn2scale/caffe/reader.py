@@ -16,17 +16,24 @@ Weights come out of :func:`caffemodel_blobs` as ``{layer: [np.ndarray, ...]}``
 in Caffe's own shapes, from ``shape`` or the legacy num/channels/height/width,
 float or double. Every failure raises :class:`CaffeFormatError` naming the file,
 and the layer where there is one.
+
+A field this schema does not know is an error naming it, its line and its layer;
+``lenient=True`` drops those inside a data layer's data parameters (other forks'
+reader options, which do not change the computation) with one warning that lists
+them (:mod:`.lenient` finds them).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from . import lenient as _lenient
 from . import schema
 
 PathLike = Union[str, os.PathLike]
@@ -38,6 +45,19 @@ MAX_BLOB_ELEMENTS = 1 << 31
 
 class CaffeFormatError(ValueError):
     """A Caffe file that cannot be read or does not fit its net."""
+
+
+class LenientReadWarning(UserWarning):
+    """Fields of a data layer that ``lenient=True`` reading dropped because this schema lacks them."""
+
+
+#: Caffe's data / input layer types (V2 names; V1 enum names map to them by :func:`v1_type_name`).
+DATA_LAYER_TYPES = ("Input", "Data", "ImageData", "ImageSegData", "HDF5Data", "MemoryData", "WindowData",
+                    "DummyData")
+
+#: The parameter messages of a data layer in which lenient reading drops unknown fields (at any depth).
+DATA_PARAM_FIELDS = ("transform_param", "data_param", "image_data_param", "hdf5_data_param",
+                     "memory_data_param", "window_data_param", "dummy_data_param", "input_param")
 
 
 # --------------------------------------------------------------------------
@@ -79,12 +99,14 @@ def substitute(text: str, values: Mapping[str, object], *, source: str = "<text>
                strict: Union[bool, str] = True) -> str:
     """Replace ``${NAME}`` as the DeepLab scripts' ``sub.sed`` did.
 
-    ``strict=True``: a placeholder without a value is an error that lists them.
+    ``strict=True``: a placeholder without a value outside ``#`` comments (quoted
+    strings included) is an error that lists them; one in a comment needs no value.
     ``strict="unquoted"``: only those outside quoted strings and comments are
     (``num_output: ${NUM_LABELS}`` cannot parse; ``source: "${DATA_ROOT}/x"`` can,
-    and stays literal).
+    and stays literal). Placeholders without a value are left as they are;
+    those with one are replaced everywhere, comments included, as sed did.
     """
-    found = _PLACEHOLDER.findall(_code_only(text) if strict == "unquoted" else text)
+    found = _PLACEHOLDER.findall(_code_only(text, keep_strings=strict != "unquoted"))
     missing = sorted({m for m in found if m not in values})
     if missing and strict:
         raise CaffeFormatError(
@@ -110,24 +132,97 @@ def read_text(path: PathLike) -> str:
 
 
 def parse_net_text(text: str, *, source: str = "<text>", values: Optional[Mapping[str, object]] = None,
-                   strict: Union[bool, str] = True):
-    """A NetParameter from prototxt text, placeholders substituted (see :func:`substitute`), upgraded to V2."""
-    from google.protobuf import text_format
+                   strict: Union[bool, str] = True, lenient: bool = False):
+    """A NetParameter from prototxt text, placeholders substituted (see :func:`substitute`), upgraded to V2.
 
+    An unknown field is a CaffeFormatError naming it, its line and its layer.
+    ``lenient=True`` drops, with one :class:`LenientReadWarning` listing them, the
+    unknown fields inside a data layer's (:data:`DATA_LAYER_TYPES`) transform_param
+    and data parameters (:data:`DATA_PARAM_FIELDS`); any other is still an error.
+    """
     if values is not None or placeholders(text):
         text = substitute(text, values or {}, source=source, strict=strict)
+    raw, dropped = _parse_net(text, source, lenient)
+    net = upgrade_net(raw, source=source)
+    if dropped:
+        warnings.warn(f"{source}: lenient reading dropped {len(dropped)} unknown field(s) of data layers:\n  "
+                      + "\n  ".join(dropped), LenientReadWarning, stacklevel=2)
+    return net
+
+
+def read_net_prototxt(path: PathLike, values: Optional[Mapping[str, object]] = None, *,
+                      strict: Union[bool, str] = True, lenient: bool = False):
+    """Read a net ``.prototxt`` (V2, V1; DeepLab extensions) into an upgraded NetParameter."""
+    return parse_net_text(read_text(path), source=str(path), values=values, strict=strict, lenient=lenient)
+
+
+def _try_parse_net(text: str):
+    """``(NetParameter, None)``, or ``(None, ParseError)``."""
+    from google.protobuf import text_format
+
     net = schema.NetParameter()
     try:
         text_format.Parse(text, net)
     except text_format.ParseError as exc:
-        raise CaffeFormatError(f"{source}: not a valid net prototxt: {exc}") from exc
-    return upgrade_net(net, source=source)
+        return None, exc
+    return net, None
 
 
-def read_net_prototxt(path: PathLike, values: Optional[Mapping[str, object]] = None, *,
-                      strict: Union[bool, str] = True):
-    """Read a net ``.prototxt`` (V2, V1; DeepLab extensions) into an upgraded NetParameter."""
-    return parse_net_text(read_text(path), source=str(path), values=values, strict=strict)
+def _parse_net(text: str, source: str, lenient: bool):
+    """``(raw NetParameter, [each dropped field described])``: unknown fields refused, or dropped (lenient)."""
+    net, error = _try_parse_net(text)
+    if error is None:
+        return net, []
+    try:
+        unknown = _lenient.unknown_fields(text, schema.NetParameter.DESCRIPTOR)
+    except _lenient.UnreadableText:
+        unknown = []  # malformed: protobuf's error says where
+    net, blanked_error = _try_parse_net(_lenient.blank(text, unknown)) if unknown else (None, error)
+    if net is None:
+        # Strict: the first problem in the file. Lenient: the first one not dropped.
+        first = blanked_error if lenient else error
+        raise CaffeFormatError(f"{source}: not a valid net prototxt: {first}") from first
+    places = [(u, _unknown_layer(net, u)) for u in unknown]
+    if not lenient:
+        at = _lenient.offset(text, error.GetLine(), error.GetColumn())
+        here = [_in_layer(u, layer) for u, layer in places if u.start <= at < u.end and layer is not None]
+        raise CaffeFormatError(f"{source}: not a valid net prototxt: {error}"
+                               + (f" ({here[0]})" if here else "")) from error
+    refused = [_describe(source, u, layer, column=True) for u, layer in places if not _droppable(u, layer)]
+    if refused:
+        raise CaffeFormatError(f"{source}: unknown fields (lenient reading drops only those inside a data "
+                               "layer's transform_param or *_data_param/input_param):\n  " + "\n  ".join(refused))
+    return net, [_describe(source, u, layer) for u, layer in places]
+
+
+def _unknown_layer(net, unknown) -> Optional[tuple]:
+    """``(name, V2 type)`` of the layer (V2 or V1) that holds ``unknown``, or None (a net-level field)."""
+    path = unknown.path
+    if len(path) < 3 or path[0] not in ("layer", "layers") or not isinstance(path[1], int):
+        return None
+    layers = getattr(net, path[0])
+    if path[1] >= len(layers):
+        return None
+    layer = layers[path[1]]
+    return layer.name, (layer.type if path[0] == "layer" else _v1_layer_type(layer))
+
+
+def _droppable(unknown, layer: Optional[tuple]) -> bool:
+    """In a data layer's transform_param or data parameters (the layer body itself does not count)."""
+    return (layer is not None and layer[1] in DATA_LAYER_TYPES and len(unknown.path) > 3
+            and unknown.path[2] in DATA_PARAM_FIELDS)
+
+
+def _in_layer(unknown, layer: Optional[tuple]) -> str:
+    """``layer 'NAME' (TYPE): path.in.layer``, or ``net: path`` for a field outside the layers."""
+    if layer is None:
+        return f"net: {_lenient.format_path(unknown.path)}"
+    return f"layer {layer[0]!r} ({layer[1]}): {_lenient.format_path(unknown.path[2:])}"
+
+
+def _describe(source: str, unknown, layer: Optional[tuple], column: bool = False) -> str:
+    """``file:line[:column] layer 'NAME' (TYPE): path.in.layer``."""
+    return f"{source}:{unknown.line}" + (f":{unknown.column}" if column else "") + " " + _in_layer(unknown, layer)
 
 
 def read_solver_prototxt(path: PathLike, values: Optional[Mapping[str, object]] = None):
@@ -221,6 +316,14 @@ def v1_type_name(enum_name: str) -> str:
     return "".join(w.capitalize() for w in enum_name.split("_"))
 
 
+def _v1_layer_type(v1) -> str:
+    """The V2 type string of a V1 layer."""
+    name = v1_type_name(schema.V1LayerParameter.LayerType.Name(v1.type))
+    if name == "ImageSegData" and (v1.bottom or v1.HasField("convolution_param")):
+        return "Deconvolution"  # V1 value 39 is DeepLab's IMAGE_SEG_DATA and BVLC's DECONVOLUTION
+    return name
+
+
 def _v1_to_v2(v1, index: int, source: str):
     layer = schema.LayerParameter()
     if v1.HasField("layer"):
@@ -228,11 +331,8 @@ def _v1_to_v2(v1, index: int, source: str):
             f"{source}: layer #{index} is in the V0 format (layers {{ layer {{ ... }} }}); "
             "only its weights can be read (caffemodel_blobs), not its topology"
         )
-    enum = schema.V1LayerParameter.LayerType
     layer.name = v1.name
-    layer.type = v1_type_name(enum.Name(v1.type))
-    if layer.type == "ImageSegData" and (v1.bottom or v1.HasField("convolution_param")):
-        layer.type = "Deconvolution"  # V1 value 39 is DeepLab's IMAGE_SEG_DATA and BVLC's DECONVOLUTION
+    layer.type = _v1_layer_type(v1)
     layer.bottom.extend(v1.bottom)
     layer.top.extend(v1.top)
     layer.loss_weight.extend(v1.loss_weight)
@@ -345,18 +445,23 @@ def _field_at(number: int) -> Optional[str]:
     return fd.name if fd is not None else None
 
 
-# Layer type -> the parameter field it needs, and where other Caffes put that field
-# on the wire. The schema is BVLC's plus DeepLab v2's interp_param at 143; a binary
-# from BVLC (input_param at 143) or from the authors' fork (its own numbers 137-148,
-# interp_param at 138) stores these under numbers this schema gives to other fields.
-_BINARY_HOMES = {
-    "Input": ("input_param", [143]),
-    "Interp": ("interp_param", [schema.AUTHORS_FORK_NUMBERS["LayerParameter.interp_param"]]),
-    **{t: (f, [schema.AUTHORS_FORK_NUMBERS[f"LayerParameter.{f}"]]) for t, f in (
-        ("SegAccuracy", "seg_accuracy_param"), ("MatWrite", "mat_write_param"), ("DenseCRF", "dense_crf_param"),
-        ("SoftmaxWithLoss", "softmax_loss_param"), ("MatRead", "mat_read_param"),
-    )},
-}
+def _homes() -> Dict[str, tuple]:
+    numbers: Dict[str, List[int]] = {}
+    for table in (schema.AUTHORS_FORK_NUMBERS, schema.DEEPLAB_V2_NUMBERS):
+        for key, number in table.items():
+            message, field = key.split(".")
+            if message == "LayerParameter":
+                numbers.setdefault(field, []).append(number)
+    types = {"Interp": "interp_param", "SegAccuracy": "seg_accuracy_param", "MatWrite": "mat_write_param",
+             "DenseCRF": "dense_crf_param", "SoftmaxWithLoss": "softmax_loss_param", "MatRead": "mat_read_param",
+             "BiasChannel": "bias_channel_param", "AdaptiveBiasChannel": "adaptive_bias_channel_param",
+             "DomainTransform": "domain_transform_param", "DomainTransformForwardOnly": "domain_transform_param"}
+    return {"Input": ("input_param", [143]), **{t: (f, numbers[f]) for t, f in types.items()}}
+
+
+# Layer type -> (the parameter field it needs, the numbers other Caffes store it at): BVLC's
+# Input at 143; the authors' fork's own numbers 137-148 (interp_param at 138); DeepLab v2's 144-151.
+_BINARY_HOMES = _homes()
 
 
 def _renumber_binary_fields(layer, source: str = "<caffemodel>") -> None:
@@ -378,7 +483,7 @@ def _renumber_binary_fields(layer, source: str = "<caffemodel>") -> None:
             continue
         from google.protobuf.message import DecodeError
 
-        raw = getattr(layer, occupant).SerializeToString()
+        raw = getattr(layer, occupant).SerializePartialToString()  # the occupant's required fields may be absent
         layer.ClearField(occupant)
         try:
             getattr(layer, target).ParseFromString(raw)
@@ -497,7 +602,10 @@ def caffemodel_blobs(net, *, source: str = "<caffemodel>") -> Dict[str, List[np.
         if not blobs:
             return
         if name in out:
-            raise CaffeFormatError(f"{source}: two layers named {name!r} both store weights")
+            # Caffe's CopyTrainedLayersFrom copies every file layer into the first net layer of its
+            # name, in file order: the later one's weights are what that layer ends up with.
+            warnings.warn(f"{source}: two layers named {name!r} store weights; the later one's are kept, "
+                          "as Caffe loads them", stacklevel=3)
         out[name] = [blob_to_array(b, where=f"{source}: layer {name!r} blob {i}") for i, b in enumerate(blobs)]
 
     try:

@@ -6,10 +6,11 @@ from typing import List
 
 import torch
 
+from ..reader import DATA_LAYER_TYPES
 from .base import CaffeLayer, Shape
 
 #: layers whose tops the caller feeds
-INPUT_TYPES = ("Input", "Data", "ImageData", "ImageSegData", "HDF5Data", "MemoryData", "WindowData", "DummyData")
+INPUT_TYPES = DATA_LAYER_TYPES
 #: layers that consume their bottoms and produce nothing here
 SINK_TYPES = ("Silence", "MatWrite")
 
