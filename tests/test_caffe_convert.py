@@ -19,6 +19,8 @@ import torch
 
 from attn2scale.caffe import CaffeFormatError, CaffeNet, schema
 from attn2scale.caffe.convert import (
+    TARGET_HELP,
+    TARGETS,
     convert_caffe,
     eval_split_warning,
     load_converted,
@@ -62,6 +64,42 @@ def write_caffemodel(path: Path, layers: dict, v1: bool = False) -> Path:
             b.data.extend(a.reshape(-1).tolist())
     path.write_bytes(net.SerializeToString())
     return path
+
+
+def write_blobs(path: Path, layers: dict) -> Path:
+    """A V2 caffemodel of ``{layer: [(array, how)]}``, ``how`` one of "shape" (``shape.dim``),
+    "legacy" (num/channels/height/width, padded with leading 1s) or "double" (``double_data``)."""
+    net = schema.NetParameter(name="written-by-test")
+    for name, blobs in layers.items():
+        lp = net.layer.add()
+        lp.name, lp.type = name, "Convolution"
+        for a, how in blobs:
+            b = lp.blobs.add()
+            a = np.asarray(a, np.float64 if how == "double" else np.float32)
+            if how == "legacy":
+                b.num, b.channels, b.height, b.width = (1,) * (4 - a.ndim) + a.shape
+            else:
+                b.shape.dim.extend(a.shape)
+            (b.double_data if how == "double" else b.data).extend(a.reshape(-1).tolist())
+    path.write_bytes(net.SerializeToString())
+    return path
+
+
+# VGG-16 LargeFOV: (layer, output width at full size, kernel); fc6/fc7 are 1024 wide.
+LARGEFOV = ([(f"conv{s}_{k}", w, 3) for s, (w, n) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)], 1)
+             for k in range(1, n + 1)] + [("fc6", 1024, 3), ("fc7", 1024, 1)])
+
+
+def largefov_blobs(width_div: int, num_classes: int, fc8: str, seed: int = 0) -> dict:
+    """``{layer: [weight, bias]}`` of a slim LargeFOV (He-scaled, so scores stay O(1) through 16 layers)."""
+    g = np.random.default_rng(seed)
+    out, c_in = {}, 3
+    for name, width, k in LARGEFOV + [(fc8, num_classes * width_div, 1)]:
+        c_out = width // width_div
+        out[name] = [(g.normal(size=(c_out, c_in, k, k)) * np.sqrt(2.0 / (c_in * k * k))).astype(np.float32),
+                     g.uniform(-0.1, 0.1, size=c_out).astype(np.float32)]
+        c_in = c_out
+    return out
 
 
 @pytest.fixture
@@ -312,3 +350,108 @@ def test_builder_from_the_caffemodel_alone_checks_blobs_before_allocating(tmp_pa
     with pytest.raises(CaffeFormatError, match=r"liar.caffemodel: layer 'conv1' has 1 blobs in the file"):
         convert_caffe(p)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: far below 5.4 GB
+
+
+# --------------------------------------------------------------------------
+# Provenance: each saved tensor's Caffe layer, blob, file shape and transforms
+# --------------------------------------------------------------------------
+
+SHARED = """
+name: "shared"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" param { name: "c1_w" } param { name: "c1_b" }
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "conv1b" type: "Convolution" bottom: "data" top: "conv1b" param { name: "c1_w" } param { name: "c1_b" }
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "sum" type: "Eltwise" bottom: "conv1" bottom: "conv1b" top: "sum" }
+layer { name: "score" type: "Convolution" bottom: "sum" top: "score" convolution_param { num_output: 2 kernel_size: 1 } }
+"""
+
+
+def _expected_entry(layer, idx, array, how, out_shape, shared=None):
+    """What the sidecar must say of a blob this test wrote (``how`` as in write_blobs)."""
+    file_shape = list((1,) * (4 - array.ndim) + array.shape) if how == "legacy" else list(array.shape)
+    transforms = []
+    if file_shape != list(out_shape):
+        transforms.append({"op": "reshape", "from": file_shape, "to": list(out_shape)})
+    if how == "double":
+        transforms.append({"op": "cast", "from": "float64", "to": "float32"})
+    if shared:
+        transforms.append({"op": "shared", **shared})
+    return {"layer": layer, "blob": idx, "file_shape": file_shape, "legacy_shape": how == "legacy",
+            "transforms": transforms}
+
+
+def _without_rule(entry):
+    return dict(entry, transforms=[{k: v for k, v in t.items() if k != "rule"} for t in entry["transforms"]])
+
+
+def test_provenance_of_a_builder_net(tmp_path):
+    """Shared parameters (Caffe keeps the last stored copy), a legacy 1x1x1xN bias, double_data."""
+    g = np.random.default_rng(3)
+    w1, w1b = g.normal(size=(4, 3, 3, 3)), g.normal(size=(4, 3, 3, 3))
+    b1, ws, bs = g.normal(size=4), g.normal(size=(2, 4, 1, 1)), g.normal(size=2)
+    written = {"conv1": [(w1, "shape"), (b1, "legacy")], "conv1b": [(w1b, "double"), (b1, "shape")],
+               "score": [(ws, "double"), (bs, "legacy")]}
+    model = write_blobs(tmp_path / "s.caffemodel", written)
+    proto = tmp_path / "s.prototxt"
+    proto.write_text(SHARED)
+    out = tmp_path / "s.safetensors"
+    with pytest.warns(UserWarning, match="store different values for one shared parameter"):
+        convert_caffe(model, prototxt=proto, out=out)
+    state, meta = load_converted(out)
+    prov = meta["provenance"]
+    assert sorted(prov) == sorted(state) == ["conv1.bias", "conv1.weight", "score.bias", "score.weight"]
+    share = {"layers": ["conv1", "conv1b"], "stored_in": ["conv1", "conv1b"]}
+    expected = {  # the tensor under the owner's name holds conv1b's copy: the last one in the file
+        "conv1.weight": _expected_entry("conv1b", 0, w1b, "double", (4, 3, 3, 3), dict(param="c1_w", **share)),
+        "conv1.bias": _expected_entry("conv1b", 1, b1, "shape", (4,), dict(param="c1_b", **share)),
+        "score.weight": _expected_entry("score", 0, ws, "double", (2, 4, 1, 1)),
+        "score.bias": _expected_entry("score", 1, bs, "legacy", (2,)),
+    }
+    for key, want in expected.items():
+        assert _without_rule(prov[key]) == want, key
+        layer, idx = want["layer"], want["blob"]
+        assert torch.equal(state[key], torch.from_numpy(written[layer][idx][0].astype(np.float32)).reshape(
+            state[key].shape)), key
+    assert all("rule" in t for e in prov.values() for t in e["transforms"] if t["op"] == "shared")
+
+
+def test_provenance_of_the_share_net(tmp_path):
+    """The hand-written share-net: one backbone tensor per parameter for every tower, tower copies
+    the file stores again, fc8 renamed from the release's layer, legacy and double blobs."""
+    blobs = largefov_blobs(16, 3, "fc8_t")
+    written = {k: [(a, "shape") for a in v] for k, v in blobs.items()}
+    written["fc7"][1] = (blobs["fc7"][1], "legacy")
+    written["fc6"][0] = (blobs["fc6"][0], "double")
+    written["conv1_1_res05"] = written["conv1_1"]  # a Caffe-saved share-net stores the tower's copy too
+    model = write_blobs(tmp_path / "sn.caffemodel", written)
+    out = tmp_path / "sn.safetensors"
+    convert_caffe(model, target="attention_to_scale", options={"merge": "avg", "scales": (1.0, 0.5)}, out=out)
+    state, meta = load_converted(out)
+    prov = meta["provenance"]
+    assert sorted(prov) == sorted(state)
+    assert len(prov) == 2 * len(blobs)
+    for layer in blobs:
+        for idx, kind in enumerate(("weight", "bias")):
+            key = f"backbone.{'fc8' if layer == 'fc8_t' else layer}.{kind}"
+            array, how = written[layer][idx]
+            share = {"param": None, "layers": [layer, layer + "_res05"],
+                     "stored_in": [layer] + ([layer + "_res05"] if layer == "conv1_1" else [])}
+            assert _without_rule(prov[key]) == _expected_entry(layer, idx, array, how, tuple(state[key].shape),
+                                                               share), key
+            assert np.array_equal(state[key].numpy().reshape(-1), array.astype(np.float32).reshape(-1)), key
+
+
+# --------------------------------------------------------------------------
+# The targets are listed once
+# --------------------------------------------------------------------------
+
+def test_cli_targets_come_from_the_converter():
+    from attn2scale.cli.convert import build_parser
+
+    parser = build_parser()
+    model = next(a for a in parser._actions if a.dest == "model")
+    assert tuple(model.choices) == TARGETS == tuple(TARGET_HELP)
+    for name, text in TARGET_HELP.items():
+        assert f"{name}: {text}" in model.help

@@ -1,18 +1,24 @@
 """Caffe weights -> safetensors + a JSON sidecar, for builder nets and the project's models.
 
-Targets:
-
-``builder``            the net of the prototxt (or of the caffemodel itself), as
-                       :class:`~attn2scale.caffe.net.CaffeNet`; keys ``<layer>.<weight|bias>``.
-``deeplab_largefov``   :class:`attn2scale.models.DeepLabLargeFOV`.
-``attention_to_scale`` :class:`attn2scale.models.MultiScaleNet` over LargeFOV.
+The targets are :data:`TARGETS`, each described in :data:`TARGET_HELP` (the command line's
+``--model`` choices and help come from there): the prototxt's own net as
+:class:`~attn2scale.caffe.net.CaffeNet`, or one of the hand-written models.
 
 For the hand-written models a parameter ``conv1_1.weight`` (or
 ``backbone.conv1_1.weight``) takes blob 0 of Caffe layer ``conv1_1``; ``fc8``
 takes the one ``fc8*`` layer that is not a tower copy (``fc8_voc12`` in the
 DeepLab releases). Tower copies that a Caffe-saved share-net stores again
 (``conv1_1_res05``...) must equal their owner. Widths and class counts are read
-off the blobs, so slim test nets convert as well as the originals.
+off the blobs, so slim test nets convert as well as the originals. The scale
+merge of ``attention_to_scale`` is read off the prototxt when one is given:
+attention (SpatialProduct-weighted maps summed), max (Eltwise MAX) or average
+(Eltwise SUM then Power, whose ``scale`` -- 0.33333 in the authors' nets, not
+1/3 -- becomes ``avg_weight``); an explicit option that contradicts it is an
+error.
+
+The sidecar's ``provenance`` maps every converted tensor to the Caffe layer and
+blob it holds, the blob's shape in the file, whether that shape was the legacy
+num/channels/height/width, and the transforms applied (:func:`provenance_entry`).
 
 Files are written to a temporary name in the target folder and renamed, so a
 failed run never leaves half a file; an existing output is refused unless
@@ -34,12 +40,19 @@ import numpy as np
 import torch
 
 from ..fileio import fsync_file, temp_beside
-from . import reader
+from . import reader, schema
 from .net import CaffeNet, caffe_shape_matches
 from .reader import CaffeFormatError
 
 PathLike = Union[str, os.PathLike]
-TARGETS = ("builder", "deeplab_largefov", "attention_to_scale")
+# The conversion targets, listed once: the CLI's choices and help text are made from this.
+TARGET_HELP: Dict[str, str] = {
+    "builder": "the prototxt's net (CaffeNet); keys <layer>.<weight|bias>",
+    "deeplab_largefov": "attn2scale.models.DeepLabLargeFOV (pool5a from the prototxt)",
+    "attention_to_scale": "attn2scale.models.MultiScaleNet over LargeFOV (merge, average weight and "
+                          "scales from the prototxt)",
+}
+TARGETS: Tuple[str, ...] = tuple(TARGET_HELP)
 _TOWER = re.compile(r"^(?P<base>.+?)_res\d+$")
 
 
@@ -88,6 +101,73 @@ def eval_split_warning(meta: Mapping, eval_split: str) -> Optional[str]:
 
 
 # --------------------------------------------------------------------------
+# Where each converted tensor came from
+# --------------------------------------------------------------------------
+
+def provenance_entry(layer: str, idx: int, arr: np.ndarray, shape: Sequence[int], dtype: torch.dtype,
+                     shared: Optional[Mapping[str, object]] = None) -> Dict[str, object]:
+    """The sidecar's record of one saved tensor: the Caffe blob it holds and what was done to it.
+
+    ``transforms`` lists every change between the blob in the file and the tensor, in order:
+    ``reshape`` (a legacy 1x1x1xN bias into N, say), ``cast`` (a double_data blob) and ``shared``
+    (one tensor standing for several Caffe layers: which use it, which store it, and how the
+    stored copies were reconciled). An empty list: copied as it is.
+    """
+    file_shape = [int(d) for d in arr.shape]
+    out_shape = [int(d) for d in shape]
+    transforms: List[dict] = []
+    if file_shape != out_shape:
+        transforms.append({"op": "reshape", "from": file_shape, "to": out_shape})
+    src_dtype, out_dtype = np.dtype(arr.dtype).name, str(dtype).replace("torch.", "")
+    if src_dtype != out_dtype:
+        transforms.append({"op": "cast", "from": src_dtype, "to": out_dtype})
+    if shared:
+        transforms.append({"op": "shared", **shared})
+    return {"layer": layer, "blob": int(idx), "file_shape": file_shape,
+            "legacy_shape": isinstance(arr, reader.LegacyShapeArray), "transforms": transforms}
+
+
+def builder_provenance(net: CaffeNet, blobs: Mapping[str, List[np.ndarray]],
+                       state: Mapping[str, torch.Tensor]) -> Dict[str, dict]:
+    """Provenance of a builder net's tensors (``<owner layer>.<weight|bias>``).
+
+    A parameter shared by name (``param { name: "conv1_1_w" }``) is one tensor under the layer
+    that first declares it; Caffe copies every stored copy into it in file order, so the values
+    are those of the last layer in the file that stores it, and that layer is the one recorded.
+    """
+    key_of: Dict[Tuple[str, int], Tuple[str, int]] = {}  # (layer, blob) -> (owner layer, blob)
+    owner_of_name: Dict[str, Tuple[str, int]] = {}
+    users: Dict[Tuple[str, int], List[str]] = {}
+    param_name: Dict[Tuple[str, int], str] = {}
+    for n in net.order:
+        specs = net.param_specs[n]
+        for i in range(len(net.layer(n).blob_names)):
+            name = specs[i].name if i < len(specs) else ""
+            key = owner_of_name.setdefault(name, (n, i)) if name else (n, i)
+            key_of[(n, i)] = key
+            users.setdefault(key, []).append(n)
+            if name:
+                param_name[key] = name
+    stored: Dict[Tuple[str, int], List[str]] = {}
+    for lname, arrays in blobs.items():
+        for i in range(len(arrays)):
+            if (lname, i) in key_of:
+                stored.setdefault(key_of[(lname, i)], []).append(lname)
+    out: Dict[str, dict] = {}
+    for (n, i), layers in stored.items():
+        tkey = f"{n}.{net.layer(n).blob_names[i]}"
+        if tkey not in state:
+            continue
+        shared = None
+        if len(users[(n, i)]) > 1 or len(layers) > 1:
+            shared = {"param": param_name.get((n, i)), "layers": users[(n, i)], "stored_in": layers,
+                      "rule": "Caffe: each stored copy is loaded in file order, the last one is kept"}
+        out[tkey] = provenance_entry(layers[-1], i, blobs[layers[-1]][i], tuple(state[tkey].shape),
+                                     state[tkey].dtype, shared)
+    return out
+
+
+# --------------------------------------------------------------------------
 # Mapping blobs onto hand-written models
 # --------------------------------------------------------------------------
 
@@ -103,17 +183,52 @@ def _owner_layer(blobs: Mapping[str, list], module: str) -> str:
     raise CaffeFormatError(f"no Caffe layer with weights for module {module!r}")
 
 
+def _tower_copies(blobs: Mapping[str, List[np.ndarray]], used: set, *, source: str,
+                  allow_unused: bool) -> Dict[str, List[str]]:
+    """``{owner: [tower copies]}``: layers a Caffe-saved share-net stores again (``conv1_1_res05``),
+    each checked equal to its owner; any other layer the model did not take is an error unless
+    ``allow_unused``."""
+    copies: Dict[str, List[str]] = {}
+    for layer, arrays in blobs.items():
+        if layer in used:
+            continue
+        m = _TOWER.match(layer)
+        owner = m.group("base") if m else None
+        if owner in used:
+            same = len(arrays) == len(blobs[owner]) and all(
+                a.shape == b.shape and np.array_equal(a, b) for a, b in zip(arrays, blobs[owner]))
+            if not same:
+                raise CaffeFormatError(f"{source}: tower copy {layer!r} stores weights that differ from "
+                                       f"{owner!r}; the share-net has one set")
+            copies.setdefault(owner, []).append(layer)
+            continue
+        if not allow_unused:
+            raise CaffeFormatError(f"{source}: layer {layer!r} has weights the model has no place for "
+                                   f"(allow_unused=True drops them)")
+    return copies
+
+
+def _tower_suffixes(model: torch.nn.Module) -> List[str]:
+    """Caffe name suffixes of the towers that reuse a share-net's backbone (``_res075``...)."""
+    from ..models.multiscale import SUFFIX, MultiScaleNet
+
+    return [SUFFIX[s] for s in model.scales[1:]] if isinstance(model, MultiScaleNet) else []
+
+
 def map_blobs_to_model(blobs: Mapping[str, List[np.ndarray]], model: torch.nn.Module, *, source: str = "<weights>",
                        allow_unused: bool = False, allow_missing: bool = False,
-                       missing: Optional[List[str]] = None) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+                       missing: Optional[List[str]] = None, provenance: Optional[Dict[str, dict]] = None
+                       ) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """``(state_dict, name_map)`` for ``model`` from Caffe blobs; ``name_map`` is ``"layer/i" -> torch key``.
 
     ``allow_missing`` (an ImageNet init such as DeepLab's ``vgg16_20M``): a parameter
     whose layer is absent, or whose blob does not fit (ImageNet's 1000-way fc8), keeps
     the model's own initialisation and is appended to ``missing`` with the reason.
+    ``provenance`` (a dict) receives a :func:`provenance_entry` per converted parameter.
     """
     state: Dict[str, torch.Tensor] = {}
     name_map: Dict[str, str] = {}
+    taken: Dict[str, Tuple[str, int]] = {}
     used = set()
     missing = missing if missing is not None else []
     for key, p in model.state_dict().items():
@@ -133,37 +248,175 @@ def map_blobs_to_model(blobs: Mapping[str, List[np.ndarray]], model: torch.nn.Mo
         if idx >= len(arrays):
             raise CaffeFormatError(f"{source}: layer {layer!r} has {len(arrays)} blob(s); {key!r} needs blob {idx}")
         arr = arrays[idx]
+        used.add(layer)
         if not caffe_shape_matches(tuple(arr.shape), tuple(p.shape), isinstance(arr, reader.LegacyShapeArray)):
             msg = (f"layer {layer!r} blob {idx} has shape {tuple(arr.shape)}, "
                    f"model parameter {key!r} needs {tuple(p.shape)}")
             if allow_missing:
                 missing.append(f"{key}: {msg}")
-                used.add(layer)
                 continue
             raise CaffeFormatError(f"{source}: {msg}")
         state[key] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).reshape(p.shape)
         name_map[f"{layer}/{idx}"] = key
-        used.add(layer)
-    for layer, arrays in blobs.items():
-        if layer in used:
-            continue
-        m = _TOWER.match(layer)
-        owner = m.group("base") if m else None
-        if owner in used:
-            same = len(arrays) == len(blobs[owner]) and all(
-                a.shape == b.shape and np.array_equal(a, b) for a, b in zip(arrays, blobs[owner]))
-            if not same:
-                raise CaffeFormatError(f"{source}: tower copy {layer!r} stores weights that differ from "
-                                       f"{owner!r}; the share-net has one set")
-            continue
-        if not allow_unused:
-            raise CaffeFormatError(f"{source}: layer {layer!r} has weights the model has no place for "
-                                   f"(allow_unused=True drops them)")
+        taken[key] = (layer, idx)
+    copies = _tower_copies(blobs, used, source=source, allow_unused=allow_unused)
+    if provenance is not None:
+        towers = _tower_suffixes(model)
+        for key, (layer, idx) in taken.items():
+            shared = None
+            if towers and key.startswith("backbone."):  # one backbone runs every scale's tower
+                shared = {"param": None, "layers": [layer] + [layer + t for t in towers],
+                          "stored_in": [layer] + copies.get(layer, []),
+                          "rule": "one tensor for every tower; copies stored in the file must equal it"}
+            provenance[key] = provenance_entry(layer, idx, blobs[layer][idx], tuple(state[key].shape),
+                                               state[key].dtype, shared)
     return state, name_map
 
 
-def infer_model_options(blobs: Mapping[str, List[np.ndarray]], target: str, net_param=None) -> Dict[str, object]:
-    """Options for ``build_model(target, ...)`` read off the blobs (widths, classes, scales) and prototxt."""
+# --------------------------------------------------------------------------
+# Model options read off the blobs and the prototxt
+# --------------------------------------------------------------------------
+
+# Known scale counts of the authors' pyramids, for when only the count is known (att_fc's outputs).
+_DEFAULT_SCALES = {2: (1.0, 0.5), 3: (1.0, 0.75, 0.5)}
+_Fixed = Dict[str, Tuple[object, str]]  # option -> (value, where in the files it was read)
+
+
+def _score_source(blob: str, producer: Mapping[str, object]) -> Optional[Tuple[str, object]]:
+    """``(fc8 layer, SpatialProduct layer or None)`` when ``blob`` is one scale's score map: an
+    ``fc8*`` convolution's output, resized by Interp, and (attention merge) weighted by a SpatialProduct."""
+    product, seen = None, set()
+    while blob in producer and blob not in seen:
+        seen.add(blob)
+        lp = producer[blob]
+        if lp.type == "Convolution" and re.fullmatch(r"fc8(_.+)?", lp.name):
+            return lp.name, product
+        if lp.type == "SpatialProduct" and product is None:
+            product = lp
+        elif lp.type != "Interp":
+            return None
+        blob = lp.bottom[0]
+    return None
+
+
+def _tower_scale(fc8_layer: str) -> Optional[float]:
+    """The pyramid scale of a tower's fc8 layer by the authors' names (``fc8_x_res075`` -> 0.75)."""
+    from ..models.multiscale import SUFFIX
+
+    for scale, suffix in SUFFIX.items():
+        if suffix and fc8_layer.endswith(suffix):
+            return scale
+    return None if _TOWER.match(fc8_layer) else 1.0
+
+
+def _find_merge(layers: Sequence, source: str):
+    """``(eltwise layer, [(fc8 layer, product)], producer map)`` of the one Eltwise that merges the
+    scales' score maps, or None when the net has none (a single-scale net)."""
+    producer = {t: lp for lp in layers for t in lp.top}
+    found = []
+    for lp in layers:
+        if lp.type != "Eltwise" or len(lp.bottom) < 2:
+            continue
+        srcs = [_score_source(b, producer) for b in lp.bottom]
+        if all(srcs):
+            found.append((lp, srcs))
+    if len(found) > 1:
+        raise CaffeFormatError(f"{source}: several Eltwise layers merge the fc8 score maps "
+                               f"({[lp.name for lp, _ in found]}); the model has one merge")
+    return (found[0][0], found[0][1], producer) if found else None
+
+
+def _avg_weight(eltwise, layers: Sequence, source: str) -> Tuple[float, str]:
+    """``(weight, where)`` of an average merge: the Eltwise SUM's ``coeff`` (equal ones, default 1)
+    times the ``scale`` of the Power layer that reads the sum (the authors' ``fc_fusion`` ->
+    ``fc8_fusion``, 0.33333 or 0.5). Without a Power layer the net merges by a plain sum (weight 1)."""
+    where = f"{source}: layer {eltwise.name!r}"
+    coeff = [float(c) for c in eltwise.eltwise_param.coeff]
+    if coeff and (len(coeff) != len(eltwise.bottom) or len(set(coeff)) > 1):
+        raise CaffeFormatError(f"{where} sums the score maps with coefficients {coeff}; the average merge "
+                               f"weights all {len(eltwise.bottom)} scales alike")
+    weight = coeff[0] if coeff else 1.0
+    powers = [lp for lp in layers if lp.type == "Power" and list(lp.bottom) == [eltwise.top[0]]]
+    if len(powers) > 1:
+        raise CaffeFormatError(f"{where}: Power layers {[lp.name for lp in powers]} all read its sum; "
+                               "expected one")
+    if not powers:
+        return weight, f"{where} (Eltwise SUM, coeff {weight:g}, no Power layer after it)"
+    pw, pp = powers[0], powers[0].power_param
+    if pp.power != 1.0 or pp.shift != 0.0:
+        raise CaffeFormatError(f"{source}: Power layer {pw.name!r} after the average merge {eltwise.name!r} has "
+                               f"power {pp.power:g} and shift {pp.shift:g}; an average needs power 1 and shift 0 "
+                               "(a scale only)")
+    # Caffe holds the scale as a float: keep the shortest decimal of that float (0.33333, not 0.33333000540...)
+    return float(str(np.float32(weight * pp.scale))), f"{source}: Power layer {pw.name!r} (scale {pp.scale:g})"
+
+
+def _slice_index(product, producer: Mapping[str, object], default: int) -> int:
+    """Which channel of the attention Softmax weights this SpatialProduct (its Slice top's index)."""
+    att = product.bottom[1] if len(product.bottom) > 1 else None
+    sl = producer.get(att)
+    return list(sl.top).index(att) if sl is not None and sl.type == "Slice" else default
+
+
+def _merge_from_net(layers: Sequence, source: str) -> _Fixed:
+    """The merge, its weight (avg) and the scales the prototxt wires; empty for a single-scale net."""
+    hit = _find_merge(layers, source)
+    if hit is None:
+        return {}
+    lp, srcs, producer = hit
+    where = f"{source}: layer {lp.name!r}"
+    op = schema.EltwiseParameter.EltwiseOp.Name(lp.eltwise_param.operation)
+    products = [prod for _, prod in srcs]
+    fixed: _Fixed = {}
+    if any(products):
+        if not all(products) or op != "SUM":
+            raise CaffeFormatError(f"{where} merges SpatialProduct-weighted score maps by {op} or with "
+                                   "unweighted ones; the attention merge sums weighted maps only")
+        order = [_slice_index(prod, producer, k) for k, prod in enumerate(products)]
+        srcs = [srcs[k] for k in sorted(range(len(srcs)), key=order.__getitem__)]  # att_fc channel order
+        fixed["merge"] = ("attention", f"{where} (Eltwise SUM of SpatialProduct-weighted score maps)")
+    elif op == "MAX":
+        fixed["merge"] = ("max", f"{where} (Eltwise MAX)")
+    elif op == "SUM":
+        fixed["merge"] = ("avg", f"{where} (Eltwise SUM)")
+        fixed["avg_weight"] = _avg_weight(lp, layers, source)
+    else:
+        raise CaffeFormatError(f"{where} merges the score maps by Eltwise {op}; the model merges by avg "
+                               "(SUM + Power), max (MAX) or attention")
+    names = [name for name, _ in srcs]
+    scales = [_tower_scale(n) for n in names]
+    if None in scales or len(set(scales)) != len(scales):
+        fixed["_num_scales"] = (len(names), f"{where} ({len(names)} score maps: {names})")
+    else:
+        if fixed["merge"][0] != "attention":  # avg and max do not depend on the order: finest first
+            scales = sorted(scales, reverse=True)
+        fixed["scales"] = (tuple(scales), f"{where} (score maps of {names})")
+    return fixed
+
+
+def _same_option(key: str, want, value) -> bool:
+    if key == "avg_weight":  # Caffe holds the Power scale as a float
+        return np.float32(want) == np.float32(value)
+    if key == "scales":
+        return tuple(float(s) for s in want) == tuple(value)
+    if key == "_num_scales":
+        return len(tuple(want)) == value
+    return want == value
+
+
+def _check_requested(fixed: _Fixed, requested: Mapping[str, object]) -> None:
+    """A CaffeFormatError when an explicitly requested option contradicts what the files fix."""
+    for key, (value, where) in fixed.items():
+        asked = "scales" if key == "_num_scales" else key
+        want = requested.get(asked)
+        if want is None or _same_option(key, want, value):
+            continue
+        said = f"{value} scales" if key == "_num_scales" else f"{key}={value!r}"
+        raise CaffeFormatError(f"{asked}={want!r} was requested, but {where} gives {said}")
+
+
+def _blob_options(blobs: Mapping[str, List[np.ndarray]]) -> Dict[str, object]:
+    """Width divisor and class count read off conv1_1 and fc8."""
     if "conv1_1" not in blobs:
         raise CaffeFormatError("no conv1_1 layer: not a VGG-16 / DeepLab-LargeFOV caffemodel")
     w0 = blobs["conv1_1"][0]
@@ -175,16 +428,63 @@ def infer_model_options(blobs: Mapping[str, List[np.ndarray]], target: str, net_
         opts["num_classes"] = int(blobs[_owner_layer(blobs, "fc8")][0].shape[0])
     except CaffeFormatError:
         pass  # an init model without a classifier: the caller's num_classes (or the default) decides
-    names = [lp.name for lp in net_param.layer] if net_param is not None else []
+    return opts
+
+
+def _fixed_count(fixed: _Fixed) -> Optional[Tuple[int, str]]:
+    """``(number of scales, where)`` when the files fix it."""
+    if "scales" in fixed:
+        return len(fixed["scales"][0]), fixed["scales"][1]
+    return fixed.get("_num_scales")
+
+
+def _share_net_scales(blobs, fixed: _Fixed, opts: Dict[str, object], requested: Mapping[str, object]) -> None:
+    """The pyramid: the prototxt's towers, else att_fc's output count (one per scale) when the net is
+    an attention net; a count alone gives the authors' pyramid of that size unless scales are requested."""
+    merge = fixed.get("merge", (requested.get("merge") or opts.get("merge"),))[0]
+    if merge == "attention" and "att_fc" in blobs:
+        n = int(blobs["att_fc"][0].shape[0])
+        known = _fixed_count(fixed)
+        if known is not None and known[0] != n:
+            raise CaffeFormatError(f"att_fc has {n} outputs (one per scale), but {known[1]} merges {known[0]}")
+        fixed.setdefault("_num_scales", (n, f"att_fc ({n} outputs, one per scale)"))
+    if "scales" in fixed or "_num_scales" not in fixed or requested.get("scales") is not None:
+        return
+    n, where = fixed["_num_scales"]
+    if n not in _DEFAULT_SCALES:
+        raise CaffeFormatError(f"{where}: {n} scales, not a pyramid the authors used; give the scales "
+                               "explicitly (--scales)")
+    opts["scales"] = _DEFAULT_SCALES[n]
+
+
+def infer_model_options(blobs: Mapping[str, List[np.ndarray]], target: str, net_param=None, *,
+                        requested: Optional[Mapping[str, object]] = None, phase: str = "TEST",
+                        source: str = "<prototxt>") -> Dict[str, object]:
+    """Options for ``build_model(target, ...)``: width and classes read off the blobs; pool5a, the
+    scale merge (attention; max = Eltwise MAX; avg = Eltwise SUM + Power, whose ``scale`` becomes
+    ``avg_weight``) and the scales read off the prototxt ``net_param`` (``source`` names it).
+
+    What the prototxt fixes must agree with ``requested`` (the caller's explicit options): a
+    contradiction is a CaffeFormatError naming the layer. Values read off the blobs are defaults
+    only (an ImageNet init's 1000-way fc8 converted for 21 classes, say).
+    """
+    requested = {k: v for k, v in (requested or {}).items() if v is not None}
+    opts = _blob_options(blobs)
+    layers = reader.filter_phase(net_param, phase, source=source) if net_param is not None else None
+    fixed: _Fixed = {}
     if target == "deeplab_largefov":
-        opts["pool5a"] = "pool5a" in names
+        opts["pool5a"] = False
+        if layers is not None:
+            has = any(lp.name == "pool5a" for lp in layers)
+            fixed["pool5a"] = (has, f"{source} (layer 'pool5a' {'present' if has else 'absent'})")
     elif target == "attention_to_scale":
-        if "att_fc" in blobs:
-            opts["merge"] = "attention"
-            s = blobs["att_fc"][0].shape[0]
-            opts["scales"] = {2: (1.0, 0.5), 3: (1.0, 0.75, 0.5)}.get(s)
-            if opts["scales"] is None:
-                raise CaffeFormatError(f"att_fc has {s} outputs; give the scales explicitly")
+        if layers is not None:
+            fixed = _merge_from_net(layers, source)
+        if "merge" not in fixed and "att_fc" in blobs:
+            opts["merge"] = "attention"  # no merge in a prototxt: attention weights say which
+        _share_net_scales(blobs, fixed, opts, requested)
+    _check_requested(fixed, requested)
+    opts.update({k: v for k, (v, _) in fixed.items() if not k.startswith("_")})
     return opts
 
 
@@ -354,8 +654,13 @@ class Conversion:
 
 
 def build_target(target: str, blobs, net_param, *, phase: str, options: Mapping[str, object], source: str,
-                 allow_unused: bool = False, allow_missing: bool = False, missing: Optional[List[str]] = None):
-    """``(model, state, name_map, options)`` with the converted weights loaded."""
+                 allow_unused: bool = False, allow_missing: bool = False, missing: Optional[List[str]] = None,
+                 provenance: Optional[Dict[str, dict]] = None, net_source: Optional[str] = None):
+    """``(model, state, name_map, options)`` with the converted weights loaded.
+
+    ``source`` names the caffemodel, ``net_source`` the prototxt (default ``source``) in errors;
+    ``provenance`` (a dict) receives each converted tensor's origin.
+    """
     if target == "builder":
         if net_param is None:
             raise CaffeFormatError(f"{source}: the builder target needs a prototxt (or a caffemodel with its layers)")
@@ -377,16 +682,19 @@ def build_target(target: str, blobs, net_param, *, phase: str, options: Mapping[
         for n in net.param_layers():
             for i, pname in enumerate(net.layer(n).blob_names):
                 name_map[f"{n}/{i}"] = f"{n}.{pname}"
+        if provenance is not None:
+            provenance.update(builder_provenance(net, blobs, state))
         return net, state, name_map, dict(options)
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; one of {TARGETS}")
     from ..models import build_model
 
-    opts = infer_model_options(blobs, target, net_param)
+    opts = infer_model_options(blobs, target, net_param, requested=options, phase=phase,
+                               source=net_source or source)
     opts.update({k: v for k, v in options.items() if v is not None})
     model = build_model(target, **opts)
     state, name_map = map_blobs_to_model(blobs, model, source=source, allow_unused=allow_unused,
-                                         allow_missing=allow_missing, missing=missing)
+                                         allow_missing=allow_missing, missing=missing, provenance=provenance)
     model.load_state_dict(state, strict=not allow_missing)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return model.eval(), state, name_map, opts
@@ -402,6 +710,24 @@ def _model_blobs(model, target: str, inputs: Mapping[str, torch.Tensor], fc8_nam
     if "fusion" in blobs:  # the authors' nets call the merged scores fc8_fusion
         blobs["fc8_fusion"] = blobs.pop("fusion")
     return blobs
+
+
+def _read_prototxt(prototxt: PathLike, values: Optional[Mapping[str, object]]):
+    """``(net_param, unresolved placeholders)``: placeholders inside strings (data paths, MatWrite
+    prefixes) may stay; bare ones must be given."""
+    text = reader.read_text(prototxt)
+    net_param = reader.parse_net_text(text, source=str(prototxt), values=values, strict="unquoted")
+    return net_param, [n for n in reader.placeholders(text, code_only=True) if n not in (values or {})]
+
+
+def _run_verify(model, target: str, blobs, verify: str, tolerance: float) -> VerifyReport:
+    """The converted model's blobs on the reference input against the reference blobs."""
+    inputs, refs = read_reference(verify)
+    fc8 = _owner_layer(blobs, "fc8") if target != "builder" else None
+    with torch.no_grad():
+        ours = _model_blobs(model, target, inputs, fc8)
+    return compare_blobs(ours, refs, reference=verify, skip=list(inputs), tolerance=tolerance,
+                         partial=target != "builder")
 
 
 def convert_caffe(
@@ -429,14 +755,14 @@ def convert_caffe(
     blobs, net_param = reader.read_caffemodel_weights(caffemodel, with_net=prototxt is None and target == "builder")
     unresolved: List[str] = []
     if prototxt is not None:
-        # Placeholders inside strings (data paths, MatWrite prefixes) may stay; bare ones must be given.
-        text = reader.read_text(prototxt)
-        net_param = reader.parse_net_text(text, source=str(prototxt), values=values, strict="unquoted")
-        unresolved = [n for n in reader.placeholders(text, code_only=True) if n not in (values or {})]
+        net_param, unresolved = _read_prototxt(prototxt, values)
     missing: List[str] = []
+    provenance: Dict[str, dict] = {}
     model, state, name_map, opts = build_target(target, blobs, net_param, phase=phase, options=options or {},
                                                 source=source, allow_unused=allow_unused,
-                                                allow_missing=allow_missing, missing=missing)
+                                                allow_missing=allow_missing, missing=missing,
+                                                provenance=provenance,
+                                                net_source=str(prototxt) if prototxt is not None else None)
     train_split = split or (guess_training_split(net_param) if net_param is not None else None)
     meta = {
         "format_version": 1,
@@ -448,6 +774,8 @@ def convert_caffe(
                           if isinstance(v, (int, float, str, bool, tuple, list, type(None)))},
         "phase": phase.upper(),
         "name_map": name_map,
+        # torch key -> {layer, blob, file_shape, legacy_shape, transforms}: see provenance_entry
+        "provenance": provenance,
         "not_converted": missing,  # parameters left at the model's initialisation (allow_missing)
         "training": {
             "split": train_split,
@@ -457,14 +785,7 @@ def convert_caffe(
     }
     result = Conversion(model=model, state=state, meta=meta)
     if verify is not None:
-        inputs, refs = read_reference(verify)
-        fc8 = None
-        if target != "builder":
-            fc8 = _owner_layer(blobs, "fc8")
-        with torch.no_grad():
-            ours = _model_blobs(model, target, inputs, fc8)
-        result.verify = compare_blobs(ours, refs, reference=verify, skip=list(inputs), tolerance=tolerance,
-                                      partial=target != "builder")
+        result.verify = _run_verify(model, target, blobs, verify, tolerance)
         meta["verify"] = result.verify.to_json()
         if not result.verify.ok:
             return result

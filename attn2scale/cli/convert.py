@@ -7,6 +7,8 @@ import json
 import sys
 from typing import List, Optional
 
+from ..caffe.convert import TARGET_HELP, TARGETS
+
 
 def _values(items: List[str]) -> dict:
     out = {}
@@ -26,8 +28,8 @@ def build_parser(prog: str = "convert_caffe.py") -> argparse.ArgumentParser:
     p.add_argument("caffemodel", help="binary .caffemodel (V1 or V2 format)")
     p.add_argument("--prototxt", help="the net's .prototxt (topology; required for --model builder "
                                       "unless the caffemodel holds its layers)")
-    p.add_argument("--model", default="builder", choices=["builder", "deeplab_largefov", "attention_to_scale"],
-                   help="target: the prototxt's net (builder) or a hand-written model (default builder)")
+    p.add_argument("--model", default="builder", choices=TARGETS,
+                   help="target (default builder): " + "; ".join(f"{k}: {v}" for k, v in TARGET_HELP.items()))
     p.add_argument("--phase", default="TEST", choices=["TRAIN", "TEST"], help="prototxt phase (builder)")
     p.add_argument("--set", dest="values", action="append", default=[], metavar="NAME=VALUE",
                    help="prototxt placeholder value, e.g. --set NUM_LABELS=21 (repeatable)")
@@ -35,7 +37,11 @@ def build_parser(prog: str = "convert_caffe.py") -> argparse.ArgumentParser:
     p.add_argument("--pool5a", action="store_true", default=None,
                    help="deeplab_largefov: the model has pool5a (official DeepLab v1 LargeFOV)")
     p.add_argument("--scales", help="attention_to_scale: comma-separated scales, e.g. 1,0.75,0.5")
-    p.add_argument("--merge", choices=["attention", "max", "avg"], help="attention_to_scale: scale merge")
+    p.add_argument("--merge", choices=["attention", "max", "avg"],
+                   help="attention_to_scale: scale merge (read off the prototxt when given; must agree)")
+    p.add_argument("--avg-weight", type=float,
+                   help="attention_to_scale, merge avg: per-scale weight (the prototxt's Power scale when given; "
+                        "without a prototxt the default is 1/S)")
     p.add_argument("--split", help="the list the model was trained on (e.g. trainval_aug); "
                                    "guessed from the prototxt when it names one")
     p.add_argument("--out", help="output .safetensors (the sidecar is written next to it as .json)")
@@ -70,6 +76,8 @@ def main(argv: Optional[List[str]] = None, prog: str = "convert_caffe.py") -> in
                 options["scales"] = tuple(float(s) for s in args.scales.split(","))
             if args.merge:
                 options["merge"] = args.merge
+            if args.avg_weight is not None:
+                options["avg_weight"] = args.avg_weight
     if args.out is None and args.verify is None:
         print(f"{prog}: give --out (and/or --verify)", file=sys.stderr)
         return 2
@@ -84,6 +92,8 @@ def main(argv: Optional[List[str]] = None, prog: str = "convert_caffe.py") -> in
         return 1
     n = sum(t.numel() for t in res.state.values())
     print(f"{args.caffemodel}: {len(res.state)} tensors, {n:,} parameters -> target {args.model}")
+    if args.model != "builder":  # what was read off the files (merge, average weight, scales...)
+        print("model options: " + ", ".join(f"{k}={v}" for k, v in res.meta["model_options"].items()))
     if res.verify is not None:
         print("\n".join(res.verify.lines()))
         if not res.verify.ok:
