@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import warnings
 
+import numpy as np
 import pytest
 from google.protobuf import text_format
 from hypothesis import HealthCheck, given, settings
@@ -349,3 +350,32 @@ def test_fuzz_lenient_reading(data):
         assert "fuzz.prototxt" in str(exc)
         return
     assert net == _protobuf_skipping(text)
+
+
+def test_convert_cli_lenient_reads_another_forks_data_layer(tmp_path, capsys):
+    """``convert --lenient``: a data layer's unknown transform field is dropped (and recorded), the
+    conversion equals the one of the same file without that field; without --lenient it is refused."""
+    import json
+
+    from attn2scale.cli.convert import main
+    from test_caffe_convert import write_caffemodel
+
+    body = ('layer { name: "data" type: "ImageSegData" top: "data" top: "label" '
+            'image_data_param { source: "l.txt" batch_size: 1 } transform_param { crop_size: 9 %s} }\n'
+            'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
+            'convolution_param { num_output: 2 kernel_size: 1 } }\n')
+    odd, plain = tmp_path / "odd.prototxt", tmp_path / "plain.prototxt"
+    odd.write_text(body % "fancy_jitter: 0.3 ")
+    plain.write_text(body % "")
+    rng = np.random.default_rng(0)
+    model = write_caffemodel(tmp_path / "m.caffemodel", {"conv": [rng.normal(size=(2, 3, 1, 1)), rng.normal(size=2)]})
+    assert main([str(model), "--prototxt", str(odd), "--out", str(tmp_path / "a.safetensors")]) == 1
+    assert "fancy_jitter" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match=r"odd.prototxt:1 layer 'data' \(ImageSegData\): transform_param.fancy_jitter"):
+        assert main([str(model), "--prototxt", str(odd), "--lenient", "--out", str(tmp_path / "a.safetensors")]) == 0
+    assert main([str(model), "--prototxt", str(plain), "--out", str(tmp_path / "b.safetensors")]) == 0
+    from safetensors.numpy import load_file
+
+    a, b = load_file(tmp_path / "a.safetensors"), load_file(tmp_path / "b.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "a.json").read_text())["prototxt"]["lenient"] is True

@@ -30,6 +30,9 @@ def build_parser(prog: str = "convert_caffe.py") -> argparse.ArgumentParser:
                                       "unless the caffemodel holds its layers)")
     p.add_argument("--model", default="builder", choices=TARGETS,
                    help="target (default builder): " + "; ".join(f"{k}: {v}" for k, v in TARGET_HELP.items()))
+    p.add_argument("--lenient", action="store_true",
+                   help="read a prototxt of another Caffe fork: unknown fields of data layers (transform_param, "
+                        "*_data_param) are dropped with a warning listing them; any other unknown field is an error")
     p.add_argument("--phase", default="TEST", choices=["TRAIN", "TEST"], help="prototxt phase (builder)")
     p.add_argument("--set", dest="values", action="append", default=[], metavar="NAME=VALUE",
                    help="prototxt placeholder value, e.g. --set NUM_LABELS=21 (repeatable)")
@@ -86,6 +89,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "convert_caffe.py") -> in
             args.caffemodel, prototxt=args.prototxt, target=args.model, values=values or None, phase=args.phase,
             options=options, split=args.split, out=args.out, force=args.force, verify=args.verify,
             allow_unused=args.allow_unused, allow_missing=args.allow_missing, tolerance=args.tolerance,
+            lenient=args.lenient,
         )
     except (CaffeFormatError, FileExistsError, FileNotFoundError, ValueError, KeyError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
