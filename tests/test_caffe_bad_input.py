@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attn2scale.caffe import CaffeFormatError, CaffeNet, load_caffemodel_blobs, read_caffemodel, schema
-from attn2scale.caffe.reader import blob_to_array, parse_caffemodel_bytes, parse_net_text, read_net_prototxt
+from attn2scale.caffe.blobs import blob_to_array
+from attn2scale.caffe.reader import parse_caffemodel_bytes, parse_net_text, read_net_prototxt
 from test_caffe_convert import TINY
 
 
@@ -38,7 +39,7 @@ def tiny_bytes(tmp_path_factory):
 def _load_into_tiny(data: bytes) -> None:
     """What a user does with a file: read its weights into the TINY net, and build the
     net the file itself describes (on the meta device, then loading its own weights)."""
-    from attn2scale.caffe.reader import caffemodel_blobs
+    from attn2scale.caffe.blobs import caffemodel_blobs
 
     net_param = parse_caffemodel_bytes(data, source="fuzz.caffemodel")
     blobs = caffemodel_blobs(net_param, source="fuzz.caffemodel")

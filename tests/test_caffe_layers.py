@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from attn2scale.caffe import CaffeFormatError, CaffeNet, load_caffemodel_blobs, schema
-from attn2scale.caffe.reader import filter_phase, parse_net_text, v1_type_name
+from attn2scale.caffe.reader import filter_phase, parse_net_text
+from attn2scale.caffe.upgrade import v1_type_name
 from conftest import require_shared
 
 
@@ -382,7 +383,7 @@ def test_hole_h_and_hole_w():
 
 
 def test_net_input_names_without_dims_are_dropped_as_caffe_does():
-    from attn2scale.caffe.reader import upgrade_net
+    from attn2scale.caffe.upgrade import upgrade_net
 
     net = schema.NetParameter()
     net.input.append("data")  # what old caffemodels keep

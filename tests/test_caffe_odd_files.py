@@ -25,12 +25,11 @@ from attn2scale.caffe.reader import (
     LenientReadWarning,
     parse_net_text,
     placeholders,
-    upgrade_net,
     read_net_prototxt,
     read_text,
     substitute,
-    v1_type_name,
 )
+from attn2scale.caffe.upgrade import upgrade_net, v1_type_name
 from conftest import require_shared
 
 

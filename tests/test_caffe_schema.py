@@ -184,7 +184,7 @@ def _field_bytes(number, payload):
 
 def _input_param(layer):
     """The InputParameter the reader recovers (binary BVLC files keep it at 143, interp_param here)."""
-    from attn2scale.caffe.reader import upgrade_net
+    from attn2scale.caffe.upgrade import upgrade_net
 
     net = schema.NetParameter()
     net.layer.add().CopyFrom(layer)

@@ -41,6 +41,7 @@ import torch
 
 from ..fileio import fsync_file, temp_beside
 from . import reader
+from .blobs import LegacyShapeArray, read_caffemodel_weights
 from .model_options import TOWER, infer_model_options, owner_layer
 from .net import CaffeNet, caffe_shape_matches
 from .reader import CaffeFormatError
@@ -125,7 +126,7 @@ def provenance_entry(layer: str, idx: int, arr: np.ndarray, shape: Sequence[int]
     if shared:
         transforms.append({"op": "shared", **shared})
     return {"layer": layer, "blob": int(idx), "file_shape": file_shape,
-            "legacy_shape": isinstance(arr, reader.LegacyShapeArray), "transforms": transforms}
+            "legacy_shape": isinstance(arr, LegacyShapeArray), "transforms": transforms}
 
 
 def builder_provenance(net: CaffeNet, blobs: Mapping[str, List[np.ndarray]],
@@ -238,7 +239,7 @@ def map_blobs_to_model(blobs: Mapping[str, List[np.ndarray]], model: torch.nn.Mo
             raise CaffeFormatError(f"{source}: layer {layer!r} has {len(arrays)} blob(s); {key!r} needs blob {idx}")
         arr = arrays[idx]
         used.add(layer)
-        if not caffe_shape_matches(tuple(arr.shape), tuple(p.shape), isinstance(arr, reader.LegacyShapeArray)):
+        if not caffe_shape_matches(tuple(arr.shape), tuple(p.shape), isinstance(arr, LegacyShapeArray)):
             msg = (f"layer {layer!r} blob {idx} has shape {tuple(arr.shape)}, "
                    f"model parameter {key!r} needs {tuple(p.shape)}")
             if allow_missing:
@@ -438,7 +439,7 @@ def convert_caffe(
     """
     source = str(caffemodel)
     # The caffemodel's own layers are the topology only for a builder target without a prototxt.
-    blobs, net_param = reader.read_caffemodel_weights(caffemodel, with_net=prototxt is None and target == "builder")
+    blobs, net_param = read_caffemodel_weights(caffemodel, with_net=prototxt is None and target == "builder")
     unresolved: List[str] = []
     if prototxt is not None:
         net_param, unresolved = _read_prototxt(prototxt, values, lenient)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from . import layers as L
+from .blobs import LegacyShapeArray, load_caffemodel_blobs
 from . import reader, schema
 from .fillers import fill
 from .fusion import FusedMerge, fusion_plan, run_fused
@@ -400,7 +401,7 @@ class CaffeNet(nn.Module):
                 )
             for i, (pname, arr) in enumerate(zip(lay.blob_names, arrays)):
                 p = getattr(lay, pname)
-                legacy = isinstance(arr, reader.LegacyShapeArray)
+                legacy = isinstance(arr, LegacyShapeArray)
                 arr = np.asarray(arr)
                 if not caffe_shape_matches(tuple(arr.shape), tuple(p.shape), legacy):
                     raise CaffeFormatError(
@@ -426,7 +427,7 @@ class CaffeNet(nn.Module):
         return report
 
     def load_caffemodel(self, path: PathLike, *, strict: bool = True) -> LoadReport:
-        return self.load_blobs(reader.load_caffemodel_blobs(path), strict=strict, source=str(path))
+        return self.load_blobs(load_caffemodel_blobs(path), strict=strict, source=str(path))
 
     # ------------------------------------------------------------------
     # running

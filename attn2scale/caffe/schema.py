@@ -41,7 +41,7 @@ reserved 19000-19999), so its *name* still parses in text format.
 
 * ``LayerParameter.input_param`` (BVLC 143): 143 is DeepLab's ``interp_param``.
   A BVLC *binary* Input layer therefore decodes into ``interp_param`` (as unknown
-  fields, the wire types differ); :func:`attn2scale.caffe.reader.upgrade_net`
+  fields, the wire types differ); :func:`attn2scale.caffe.upgrade.upgrade_net`
   re-reads those bytes as an InputParameter when ``layer.type == "Input"``. Text
   files are unaffected. Writing a BVLC binary needs the reverse move.
 * ``ConvolutionParameter.force_nd_im2col`` (BVLC 17): 17 is DeepLab's ``hole``.
@@ -690,7 +690,7 @@ _AUTHORS_LAYER_CLASHES = [
 RELOCATED_FIELDS = {
     "LayerParameter.input_param": (143, _MOVED + 143, (
         "BVLC InputParameter; 143 is DeepLab's interp_param. For a binary Input layer "
-        "re-parse layer.interp_param.SerializeToString() as InputParameter (reader.upgrade_net).")),
+        "re-parse layer.interp_param.SerializeToString() as InputParameter (upgrade.upgrade_net).")),
     "ConvolutionParameter.force_nd_im2col": (17, _MOVED + 17, "BVLC; 17 is DeepLab's hole."),
     "ConvolutionParameter.hole_h": (18, _FORK + 18, "DeepLab; 18 is BVLC's dilation."),
     "V1LayerParameter.loss_param": (42, _MOVED + 42, "BVLC V1; 42 is DeepLab v1's seg_accuracy_param."),
