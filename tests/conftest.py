@@ -63,3 +63,15 @@ def assert_compiles_like_eager(model, x: torch.Tensor) -> None:
         ref = model(x)["fusion"]
         got = torch.compile(model, fullgraph=True, backend="aot_eager")(x)["fusion"]
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def splice_tokens(data, text: str, tokens) -> str:
+    """Fuzzing: 1-3 spans of ``text`` (up to 12 characters) replaced by tokens drawn from ``tokens``
+    (``data`` is hypothesis' ``st.data()``)."""
+    from hypothesis import strategies as st
+
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(text)))
+        j = min(len(text), i + data.draw(st.integers(0, 12)))
+        text = text[:i] + data.draw(st.sampled_from(tokens)) + " " + text[j:]
+    return text

@@ -227,6 +227,27 @@ class _Tower:
         return name + self.sfx
 
 
+def _net_head(name: str, phase: str, crop: Optional[int], batch_size: Optional[int], data_dim: bool,
+              input_layer: bool, source: Optional[str], root_folder: str,
+              scale_factors: Optional[Sequence[float]]) -> Tuple[str, bool, int, List[str]]:
+    """``(PHASE, is_train, crop, lines)``: the net's name and its data layer (ImageSegData, or an
+    Input layer for a TEST net with ``input_layer``); crop 321 / 513 and batch 10 / 1 by default."""
+    phase = phase.upper()
+    if phase not in ("TRAIN", "TEST"):
+        raise ValueError(f"phase must be TRAIN or TEST, got {phase!r}")
+    train = phase == "TRAIN"
+    crop = crop or (321 if train else 513)
+    batch_size = batch_size or (10 if train else 1)
+    out = [f'name: "{name}_{phase.lower()}"']
+    if train or not input_layer:
+        out.append(_seg_data(phase, crop, batch_size, data_dim, mirror=train, shuffle=train,
+                             source=source or f"list/{'train_aug' if train else 'val'}.txt",
+                             root_folder=root_folder, scale_factors=scale_factors))
+    else:
+        out.append(_input(crop, batch_size))
+    return phase, train, crop, out
+
+
 def resnet101_msc(phase: str = "TRAIN", *, blocks: Sequence[int] = RESNET101_BLOCKS, width: int = 64,
                   num_labels: int = 21, crop: Optional[int] = None, batch_size: Optional[int] = None,
                   msc: bool = True, data_dim: bool = True, input_layer: bool = False, argmax: bool = False,
@@ -252,22 +273,10 @@ def resnet101_msc(phase: str = "TRAIN", *, blocks: Sequence[int] = RESNET101_BLO
     made from ``label_shrink`` by the data's Interp factors. Which of the two the
     release's train.prototxt does could not be read (see tests/data/README.md).
     """
-    phase = phase.upper()
-    if phase not in ("TRAIN", "TEST"):
-        raise ValueError(f"phase must be TRAIN or TEST, got {phase!r}")
     if len(blocks) != 4 or min(blocks) < 1:
         raise ValueError(f"blocks needs 4 positive counts (res2..res5), got {tuple(blocks)}")
-    train = phase == "TRAIN"
-    crop = crop or (321 if train else 513)
-    batch_size = batch_size or (10 if train else 1)
-    out = [f'name: "deeplab_v2_resnet101{"_msc" if msc else ""}_{phase.lower()}"']
-    uses_seg_data = train or not input_layer
-    if uses_seg_data:
-        out.append(_seg_data(phase, crop, batch_size, data_dim, mirror=train, shuffle=train,
-                             source=source or f"list/{'train_aug' if train else 'val'}.txt",
-                             root_folder=root_folder, scale_factors=scale_factors))
-    else:
-        out.append(_input(crop, batch_size))
+    phase, train, crop, out = _net_head(f"deeplab_v2_resnet101{'_msc' if msc else ''}", phase, crop, batch_size,
+                                        data_dim, input_layer, source, root_folder, scale_factors)
     scales = MSC_SCALES if msc else MSC_SCALES[:1]
     for suffix, p in scales[1:]:
         out.append(_interp("data" + suffix, "data", "data" + suffix, p))
@@ -312,7 +321,7 @@ def resnet101_msc(phase: str = "TRAIN", *, blocks: Sequence[int] = RESNET101_BLO
         if argmax:
             out.append(layer("fc1_interp_argmax", "ArgMax", ["fc1_interp"], ["fc1_interp_argmax"],
                              argmax_param={"axis": 1}))
-        if uses_seg_data:
+        if not input_layer:  # an ImageSegData layer fed the label
             out.append(layer("silence", "Silence", ["label"] + (["data_dim"] if data_dim else [])))
     return "\n".join(out) + "\n"
 
@@ -327,20 +336,8 @@ def vgg16_aspp(phase: str = "TRAIN", *, num_labels: int = 21, crop: Optional[int
                scale_factors: Optional[Sequence[float]] = None, source: Optional[str] = None,
                root_folder: str = "data/VOCdevkit/VOC2012") -> str:
     """DeepLab-v2 VGG-16 ASPP train or test net (``width``: conv1's channels, 64; ``fc_width``: fc6/fc7, 1024)."""
-    phase = phase.upper()
-    if phase not in ("TRAIN", "TEST"):
-        raise ValueError(f"phase must be TRAIN or TEST, got {phase!r}")
-    train = phase == "TRAIN"
-    crop = crop or (321 if train else 513)
-    batch_size = batch_size or (10 if train else 1)
-    out = [f'name: "deeplab_v2_vgg16_aspp_{phase.lower()}"']
-    uses_seg_data = train or not input_layer
-    if uses_seg_data:
-        out.append(_seg_data(phase, crop, batch_size, data_dim, mirror=train, shuffle=train,
-                             source=source or f"list/{'train_aug' if train else 'val'}.txt",
-                             root_folder=root_folder, scale_factors=scale_factors))
-    else:
-        out.append(_input(crop, batch_size))
+    phase, train, crop, out = _net_head("deeplab_v2_vgg16_aspp", phase, crop, batch_size, data_dim, input_layer,
+                                        source, root_folder, scale_factors)
     wb = [{"lr_mult": 1, "decay_mult": 1}, {"lr_mult": 2, "decay_mult": 0}]
     blob = "data"
     # (stage, convolutions, channels, pooling stride, dilation of the convolutions)
@@ -389,7 +386,7 @@ def vgg16_aspp(phase: str = "TRAIN", *, num_labels: int = 21, crop: Optional[int
         if argmax:
             out.append(layer("fc8_interp_argmax", "ArgMax", ["fc8_interp"], ["fc8_interp_argmax"],
                              argmax_param={"axis": 1}))
-        if uses_seg_data:
+        if not input_layer:  # an ImageSegData layer fed the label
             out.append(layer("silence", "Silence", ["label"] + (["data_dim"] if data_dim else [])))
     return "\n".join(out) + "\n"
 

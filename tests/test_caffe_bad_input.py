@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from attn2scale.caffe import CaffeFormatError, CaffeNet, load_caffemodel_blobs, read_caffemodel, schema
 from attn2scale.caffe.blobs import blob_to_array
 from attn2scale.caffe.reader import parse_caffemodel_bytes, parse_net_text, read_net_prototxt
+from conftest import splice_tokens
 from test_caffe_convert import TINY
 
 
@@ -245,11 +246,7 @@ _TOKENS = ["{", "}", ":", '"', "layer", "layers", "name", "type", "bottom", "top
 @given(st.data())
 def test_fuzz_prototxt_edits(data):
     """Splice tokens into a valid net: parse and build on meta give a net or CaffeFormatError."""
-    text = TINY
-    for _ in range(data.draw(st.integers(1, 3))):
-        i = data.draw(st.integers(0, len(text)))
-        j = min(len(text), i + data.draw(st.integers(0, 12)))
-        text = text[:i] + data.draw(st.sampled_from(_TOKENS)) + " " + text[j:]
+    text = splice_tokens(data, TINY, _TOKENS)
     try:
         net = CaffeNet(parse_net_text(text, source="fuzz.prototxt"), "TEST", device="meta", source="fuzz.prototxt")
     except CaffeFormatError as exc:

@@ -30,7 +30,7 @@ from attn2scale.caffe.reader import (
     substitute,
 )
 from attn2scale.caffe.upgrade import upgrade_net, v1_type_name
-from conftest import require_shared
+from conftest import require_shared, splice_tokens
 
 
 def _lenient(text: str, source: str = "odd.prototxt"):
@@ -338,11 +338,7 @@ _TOKENS = ["{", "}", "<", ">", "[", "]", ":", ",", ";", '"', "'", "#", "\n", "fo
 @given(st.data())
 def test_fuzz_lenient_reading(data):
     """Spliced tokens: a lenient read gives CaffeFormatError, or exactly what protobuf gives skipping unknown fields."""
-    text = ODD_V2
-    for _ in range(data.draw(st.integers(1, 3))):
-        i = data.draw(st.integers(0, len(text)))
-        j = min(len(text), i + data.draw(st.integers(0, 12)))
-        text = text[:i] + data.draw(st.sampled_from(_TOKENS)) + " " + text[j:]
+    text = splice_tokens(data, ODD_V2, _TOKENS)
     try:
         net, _ = _lenient(text, source="fuzz.prototxt")
     except CaffeFormatError as exc:
