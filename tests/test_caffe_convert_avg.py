@@ -174,6 +174,18 @@ def test_max_and_plain_sum_and_two_scales(tmp_path, weights):
      r"layer 'fc_fusion' sums the score maps with coefficients \[1.0, 2.0, 1.0\]"),
     ('layer { name: "fc8_fusion" type: "Eltwise" {maps} top: "fc8_fusion" eltwise_param { operation: PROD } }',
      r"layer 'fc8_fusion' merges the score maps by Eltwise PROD"),
+    # What the model's one average weight cannot hold: a layer between the sum and its Power,
+    # the sum read twice (through a Split), a second scaling after the Power.
+    (avg_merge("0.25").replace('layer { name: "fc8_fusion"', 'layer { name: "r" type: "ReLU" bottom: "fc_fusion" '
+                                                            'top: "fc_fusion" }\nlayer { name: "fc8_fusion"'),
+     r"layer 'r' \(ReLU\) rewrites the merged blob 'fc_fusion' in place"),
+    (avg_merge("0.25").replace('bottom: "fc_fusion" top: "fc8_fusion"', 'bottom: "s1" top: "fc8_fusion"')
+     + '\nlayer { name: "split" type: "Split" bottom: "fc_fusion" top: "s1" top: "s2" }'
+     + '\nlayer { name: "other" type: "ReLU" bottom: "s2" top: "o" }',
+     r"layer 'fc_fusion': its sum feeds \['fc8_fusion', 'other'\]; the average's Power layer must be the only"),
+    (avg_merge("0.5") + '\nlayer { name: "again" type: "Power" bottom: "fc8_fusion" top: "twice" '
+                        'power_param { scale: 0.5 } }',
+     r"layers \['again'\] scale the average of Power layer 'fc8_fusion' again"),
 ])
 def test_merges_the_model_cannot_run_are_named(tmp_path, weights, merge, match):
     proto = _proto(tmp_path, share_net(merge))

@@ -195,3 +195,90 @@ def test_a_file_with_two_same_named_weight_layers_keeps_the_later_as_caffe_does(
     with pytest.warns(UserWarning, match=r"two layers named 'conv' store weights; the later one's are kept"):
         blobs = load_caffemodel_blobs(path)
     np.testing.assert_array_equal(blobs["conv"][0], [2.0, 2.0])
+
+
+def conv_layer(name, bottom, top, param="", value=None):
+    filler = f' weight_filler {{ type: "constant" value: {value} }}' if value is not None else ""
+    share = f' param {{ name: "{param}" }}' if param else ""
+    return (f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{top}"{share} '
+            f'convolution_param {{ num_output: 4 kernel_size: 1 bias_term: false{filler} }} }}\n')
+
+
+def test_a_repeated_name_owning_a_shared_param_ties_by_layer_not_by_name():
+    """The second 'a' is the first to declare param 'w': it owns it (filled from its filler), and
+    'b' shares the second 'a''s weight, not the first one's."""
+    text = SCORES + conv_layer("a", "s", "x", value=0.5) + conv_layer("a", "x", "y", "w", value=0.25) \
+        + conv_layer("b", "y", "z", "w", value=9.0)
+    with pytest.warns(UserWarning, match="repeated layer names"):
+        net = build(text)
+    assert net.layer("b").weight is net.layer("a#2").weight
+    assert net.layer("a").weight is not net.layer("a#2").weight
+    assert (net.layer("a").weight == 0.5).all() and (net.layer("a#2").weight == 0.25).all()
+    assert net.param_layers() == ["a", "a#2"] and set(net.caffe_state_dict()) == {"a.weight", "a#2.weight"}
+
+
+def test_file_names_map_to_caffe_names_not_to_keys():
+    """A real layer named 'conv#2' next to a repeated 'conv' gets the file's 'conv#2' weights; the
+    file's 'conv' goes to the first 'conv'; strict loading says why the second 'conv' has none."""
+    text = SCORES + conv_layer("conv", "s", "x") + conv_layer("conv", "x", "y") + conv_layer("conv#2", "y", "z")
+    with pytest.warns(UserWarning, match=r"repeated layer names \['conv'\]"):
+        net = build(text)
+    w1, w3 = (np.full((4, 4, 1, 1), v, np.float32) for v in (1.0, 3.0))
+    with pytest.raises(CaffeFormatError, match=r"\['conv#2'\] repeat an earlier layer's name, and Caffe leaves such "
+                                               r"layers at their fillers"):
+        net.load_blobs({"conv": [w1], "conv#2": [w3]})
+    report = net.load_blobs({"conv": [w1], "conv#2": [w3]}, strict=False)
+    key_of_real = [k for k, n in net.caffe_names.items() if n == "conv#2"][0]
+    assert report.missing == ["conv#2"] and key_of_real != "conv#2"
+    assert (net.layer("conv").weight == 1).all() and (net.layer(key_of_real).weight == 3).all()
+
+
+def test_repeated_weight_layers_of_a_file_load_in_file_order(tmp_path):
+    """File a(1), b(2), a(3) with a and b sharing one parameter: Caffe copies in file order, so the
+    shared value ends as 3."""
+    from attn2scale.caffe import schema
+
+    text = SCORES + conv_layer("a", "s", "x", "w") + conv_layer("b", "x", "y", "w")
+    net = build(text)
+    netp = schema.NetParameter()
+    for name, value in (("a", 1.0), ("b", 2.0), ("a", 3.0)):
+        blob = netp.layer.add(name=name, type="Convolution").blobs.add()
+        blob.shape.dim.extend([4, 4, 1, 1])
+        blob.data.extend([value] * 16)
+    path = tmp_path / "order.caffemodel"
+    path.write_bytes(netp.SerializeToString())
+    with pytest.warns(UserWarning):
+        net.load_caffemodel(path)
+    assert (net.layer("a").weight == 3).all()
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    key, out = (number << 3) | 2, b""
+    for v in (key, len(payload)):
+        while v >= 0x80:
+            out += bytes([(v & 0x7F) | 0x80])
+            v >>= 7
+        out += bytes([v])
+    return out + payload
+
+
+def test_deeplab_v2_mat_write_and_mat_read_and_a_bvlc_parameter_layer_decode(tmp_path):
+    """DeepLab v2 stores mat_write_param at 145 (BVLC's parameter_param) and mat_read_param at 151;
+    a BVLC Parameter layer stores parameter_param at 145. All three read back, and the file's weights load."""
+    from attn2scale.caffe import load_caffemodel_blobs, read_caffemodel, schema
+
+    mat_w = schema.MatWriteParameter(prefix=b"out/feat_", period=2).SerializePartialToString()
+    mat_r = schema.MatReadParameter(prefix="in/", batch_size=3).SerializePartialToString()
+    param = schema.ParameterParameter(shape=schema.BlobShape(dim=[300, 7])).SerializeToString()
+    conv = schema.LayerParameter(name="conv", type="Convolution")
+    conv.blobs.add(data=[1.0, 2.0]).shape.dim.extend([2])
+    layers = [_field(1, b"mw") + _field(2, b"MatWrite") + _field(145, mat_w),
+              _field(1, b"mr") + _field(2, b"MatRead") + _field(151, mat_r),
+              _field(1, b"p") + _field(2, b"Parameter") + _field(145, param), conv.SerializeToString()]
+    path = tmp_path / "v2b.caffemodel"
+    path.write_bytes(b"".join(_field(100, lp) for lp in layers))
+    mw, mr, p, _ = read_caffemodel(path).layer
+    assert (mw.mat_write_param.prefix, mw.mat_write_param.period) == (b"out/feat_", 2)
+    assert (mr.mat_read_param.prefix, mr.mat_read_param.batch_size) == ("in/", 3)
+    assert list(p.parameter_param.shape.dim) == [300, 7] and not p.HasField("mat_write_param")
+    np.testing.assert_array_equal(load_caffemodel_blobs(path)["conv"][0], [1.0, 2.0])

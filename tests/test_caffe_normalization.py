@@ -139,3 +139,66 @@ def test_bias_layer_blob_equals_numpy():
     set_blobs(net, "b", [beta])
     x = torch.randn(2, 3, 5, 4)
     np.testing.assert_allclose(net(x)["b"].detach().numpy(), x.numpy() + beta[None, :, None, None], rtol=1e-6)
+
+
+def test_a_scalar_blob_written_without_a_shape_loads_as_caffe_reads_it(tmp_path):
+    """Caffe writes no shape for a 0-axis blob (Scale with num_axes 0) and reads it back as shape ()."""
+    from attn2scale.caffe import schema
+
+    net = net_of('layer { name: "sc" type: "Scale" bottom: "data" top: "sc" scale_param { num_axes: 0 } }')
+    netp = schema.NetParameter()
+    netp.layer.add(name="sc", type="Scale").blobs.add(data=[2.5])
+    path = tmp_path / "scalar.caffemodel"
+    path.write_bytes(netp.SerializeToString())
+    net.load_caffemodel(path)
+    x = torch.randn(2, 3, 5, 4)
+    np.testing.assert_allclose(net(x)["sc"].detach().numpy(), 2.5 * x.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind, param", [("Scale", "scale_param"), ("Bias", "bias_param")])
+@pytest.mark.parametrize("axis", [5, -5])
+def test_a_second_bottom_axis_out_of_range_is_refused(kind, param, axis):
+    body = ('layer { name: "w" type: "Input" top: "w" input_param { shape { dim: 3 } } }\n'
+            f'layer {{ name: "l" type: "{kind}" bottom: "data" bottom: "w" top: "l" {param} {{ axis: {axis} }} }}')
+    with pytest.raises(CaffeFormatError, match=rf"layer 'l' \({kind}\): axis {axis} is out of range for a bottom of "
+                                               r"shape \(2, 3, 5, 4\)"):
+        net_of(body)
+
+
+def test_batchnorm_default_follows_the_nets_phase_not_train_or_eval():
+    """Caffe fixes use_global_stats by the net's phase: a TEST net in .train() mode still uses (and
+    keeps) its stored statistics."""
+    net = net_of('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" }', shape=(4, 3))
+    set_blobs(net, "bn", [[1.0, 2.0, 3.0], [4.0, 4.0, 4.0], [1.0]])
+    net.train()
+    x = torch.randn(4, 3)
+    np.testing.assert_allclose(net(x)["bn"].detach().numpy(), (x.numpy() - [1, 2, 3]) / np.sqrt(4 + 1e-5),
+                               rtol=1e-5, atol=1e-6)  # 2-D N x C bottoms, as BVLC
+    assert net.layer("bn").mean.detach().tolist() == [1.0, 2.0, 3.0]
+
+
+def test_convert_verify_does_not_write_statistics_a_forward_changed(tmp_path):
+    """A builder conversion with --verify of a TRAIN net (batch statistics update the BatchNorm blobs
+    in the forward) writes the caffemodel's statistics, not the updated ones."""
+    import h5py
+    from safetensors.numpy import load_file
+
+    from attn2scale.caffe.convert import convert_caffe
+    from test_caffe_convert import write_caffemodel
+
+    proto = tmp_path / "bn.prototxt"
+    proto.write_text(INPUT.format(dims="dim: 2 dim: 3 dim: 5 dim: 4")
+                     + 'layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" }\n')
+    stored = [np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]), np.array([2.0])]
+    model = write_caffemodel(tmp_path / "bn.caffemodel", {"bn": stored})
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 4)).astype(np.float32)
+    m, v = x.mean((0, 2, 3)), x.var((0, 2, 3))
+    ref = tmp_path / "ref.h5"
+    with h5py.File(ref, "w") as f:
+        f["input/data"] = x
+        f["blobs/bn"] = (x - m[None, :, None, None]) / np.sqrt(v[None, :, None, None] + 1e-5)
+    res = convert_caffe(model, prototxt=proto, phase="TRAIN", verify=str(ref), out=tmp_path / "bn.safetensors")
+    assert res.verify.ok
+    written = load_file(tmp_path / "bn.safetensors")
+    for name, want in zip(("bn.mean", "bn.variance", "bn.moving_average_factor"), stored):
+        np.testing.assert_array_equal(written[name], want.astype(np.float32))

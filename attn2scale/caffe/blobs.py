@@ -43,7 +43,9 @@ def blob_shape(blob) -> tuple:
     if blob.HasField("shape"):
         return tuple(int(d) for d in blob.shape.dim)
     n = len(blob.data) or len(blob.double_data)
-    return (n,)
+    # Caffe writes no shape for a 0-axis blob (a scalar Scale/PReLU weight) and reads it back as
+    # shape (); a larger blob without any shape is another writer's, kept flat.
+    return () if n == 1 else (n,)
 
 
 def blob_to_array(blob, *, where: str = "blob") -> np.ndarray:
@@ -87,6 +89,7 @@ def caffemodel_blobs(net, *, source: str = "<caffemodel>") -> Dict[str, List[np.
             # name, in file order: the later one's weights are what that layer ends up with.
             warnings.warn(f"{source}: two layers named {name!r} store weights; the later one's are kept, "
                           "as Caffe loads them", stacklevel=3)
+            del out[name]  # re-inserted at its later place: shared parameters load in file order
         out[name] = [blob_to_array(b, where=f"{source}: layer {name!r} blob {i}") for i, b in enumerate(blobs)]
 
     try:

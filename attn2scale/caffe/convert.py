@@ -44,7 +44,7 @@ from . import reader
 from .blobs import LegacyShapeArray, read_caffemodel_weights
 from .model_options import TOWER, infer_model_options, owner_layer
 from .net import CaffeNet, caffe_shape_matches
-from .reader import CaffeFormatError
+from .errors import CaffeFormatError
 from .verify import VerifyReport, compare_blobs, read_reference
 
 PathLike = Union[str, os.PathLike]
@@ -362,7 +362,9 @@ def build_target(target: str, blobs, net_param, *, phase: str, options: Mapping[
             raise CaffeFormatError(f"{source}: weights for layers the net lacks: {report.unexpected}")
         if missing is not None:
             missing.extend(f"{n}: not in the caffemodel" for n in report.missing)
-        state = net.caffe_state_dict()
+        # A copy: a verification forward may update BatchNorm statistics in place (Caffe does so whenever
+        # batch statistics are used); the file gets the caffemodel's values.
+        state = {k: v.clone() for k, v in net.caffe_state_dict().items()}
         name_map = {}
         for n in net.param_layers():
             for i, pname in enumerate(net.layer(n).blob_names):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import schema
-from .reader import CaffeFormatError
+from .errors import CaffeFormatError
 
 def fill(filler, shape: Tuple[int, ...], gen: torch.Generator, *, where: str = "filler") -> torch.Tensor:
     """A tensor drawn as Caffe's filler ``filler`` describes (same law, not Caffe's random numbers)."""

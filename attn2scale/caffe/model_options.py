@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import reader, schema
-from .reader import CaffeFormatError
+from .errors import CaffeFormatError
 
 #: a share-net tower copy of a layer: conv1_1_res05, fc8_voc12_res075 ...
 TOWER = re.compile(r"^(?P<base>.+?)_res\d+$")
@@ -98,19 +98,41 @@ def _avg_weight(eltwise, layers: Sequence, source: str) -> Tuple[float, str]:
         raise CaffeFormatError(f"{where} sums the score maps with coefficients {coeff}; the average merge "
                                f"weights all {len(eltwise.bottom)} scales alike")
     weight = coeff[0] if coeff else 1.0
-    powers = [lp for lp in layers if lp.type == "Power" and list(lp.bottom) == [eltwise.top[0]]]
-    if len(powers) > 1:
-        raise CaffeFormatError(f"{where}: Power layers {[lp.name for lp in powers]} all read its sum; "
-                               "expected one")
+    readers = _readers(eltwise.top[0], layers, where)
+    powers = [lp for lp in readers if lp.type == "Power"]
     if not powers:
         return weight, f"{where} (Eltwise SUM, coeff {weight:g}, no Power layer after it)"
+    if len(readers) > 1:
+        raise CaffeFormatError(f"{where}: its sum feeds {[lp.name for lp in readers]}; the average's Power "
+                               "layer must be the only one that reads it")
     pw, pp = powers[0], powers[0].power_param
+    again = [lp.name for lp in _readers(pw.top[0], layers, where) if lp.type in ("Power", "Scale")]
+    if again:
+        raise CaffeFormatError(f"{source}: layers {again} scale the average of Power layer {pw.name!r} again; "
+                               "the model's average merge has one weight")
     if pp.power != 1.0 or pp.shift != 0.0:
         raise CaffeFormatError(f"{source}: Power layer {pw.name!r} after the average merge {eltwise.name!r} has "
                                f"power {pp.power:g} and shift {pp.shift:g}; an average needs power 1 and shift 0 "
                                "(a scale only)")
     # Caffe holds the scale as a float: keep the shortest decimal of that float (0.33333, not 0.33333000540...)
     return float(str(np.float32(weight * pp.scale))), f"{source}: Power layer {pw.name!r} (scale {pp.scale:g})"
+
+
+def _readers(blob: str, layers: Sequence, where: str) -> List:
+    """The layers that read ``blob`` (through Split layers); a layer rewriting it in place is an error,
+    since the model's merge output cannot hold that change."""
+    out = []
+    for lp in layers:
+        if blob not in lp.bottom:
+            continue
+        if blob in lp.top:
+            raise CaffeFormatError(f"{where}: layer {lp.name!r} ({lp.type}) rewrites the merged blob {blob!r} in "
+                                   "place; the model's merge cannot hold that")
+        if lp.type == "Split":
+            out += [r for t in lp.top for r in _readers(t, layers, where)]
+        else:
+            out.append(lp)
+    return out
 
 
 def _slice_index(product, producer: Mapping[str, object], default: int) -> int:

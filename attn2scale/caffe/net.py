@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -36,7 +37,7 @@ from .blobs import LegacyShapeArray, load_caffemodel_blobs
 from . import reader, schema
 from .fillers import fill
 from .fusion import FusedMerge, fusion_plan, run_fused
-from .reader import CaffeFormatError
+from .errors import CaffeFormatError
 
 PathLike = Union[str, os.PathLike]
 
@@ -59,13 +60,13 @@ def _data_layer_shapes(lp) -> Optional[List[Tuple[int, ...]]]:
         p = lp.image_data_param
         batch = int(p.batch_size)
         channels = 3 if p.is_color else 1
-        if t.crop_size and (t.crop_height or t.crop_width):
+        if t.HasField("crop_size") and (t.HasField("crop_height") or t.HasField("crop_width")):
             raise L.LayerError(f"layer {lp.name!r} ({lp.type}): give crop_size or crop_height + crop_width, "
                                "not both (DeepLab v2's rule)")
         if t.crop_size:
             h = w = int(t.crop_size)
-        elif t.crop_height or t.crop_width:
-            if not (t.crop_height and t.crop_width):
+        elif t.HasField("crop_height") or t.HasField("crop_width"):
+            if not (t.HasField("crop_height") and t.HasField("crop_width")):
                 raise L.LayerError(f"layer {lp.name!r} ({lp.type}): crop_height and crop_width go together")
             h, w = int(t.crop_height), int(t.crop_width)
         elif p.new_height and p.new_width:
@@ -190,6 +191,7 @@ class CaffeNet(nn.Module):
         shapes = [tuple(meta[b].shape) for b in lp.bottom]
         try:
             layer = self._make_layer(lp, shapes, input_shapes)
+            layer.phase = self.phase
             if isinstance(layer, L.InputLayer):
                 tops = [torch.empty(s, device="meta") for s in layer.shapes]
                 self.inputs.extend(layer.top_names)
@@ -203,7 +205,7 @@ class CaffeNet(nn.Module):
             raise CaffeFormatError(f"{where}: has {len(lp.top)} top(s), the layer produces {len(tops)}")
         key = self._layer_key(lp.name)
         self.caffe_names[key] = lp.name
-        self._share_params(lp, layer, where)
+        self._share_params(lp, key, layer, where)
         self.layers[_module_key(key)] = layer
         self.order.append(key)
         self.tops[key], self.bottoms[key] = list(lp.top), list(lp.bottom)
@@ -215,8 +217,16 @@ class CaffeNet(nn.Module):
             if w:
                 self.loss_weights[t] = float(w)
 
+    def _first_keys(self) -> Dict[str, str]:
+        """Caffe name -> the key of the first layer of that name (where Caffe loads its weights)."""
+        first: Dict[str, str] = {}
+        for key in self.order:
+            first.setdefault(self.caffe_names[key], key)
+        return first
+
     def _warn_repeated_names(self) -> None:
-        repeated = sorted({n for k, n in self.caffe_names.items() if k != n})
+        counts = Counter(self.caffe_names.values())
+        repeated = sorted(n for n, c in counts.items() if c > 1)
         if repeated:
             keys = {n: [k for k, m in self.caffe_names.items() if m == n] for n in repeated}
             warnings.warn(f"{self.source}: repeated layer names {repeated} (Caffe accepts them): the later layers "
@@ -268,13 +278,13 @@ class CaffeNet(nn.Module):
             )
         return [s if s is not None else d for s, d in zip(shapes, declared)]
 
-    def _share_params(self, lp, layer: L.CaffeLayer, where: str) -> None:
+    def _share_params(self, lp, key: str, layer: L.CaffeLayer, where: str) -> None:
         for i, name in enumerate(layer.blob_names):
             spec = lp.param[i] if i < len(lp.param) else None
             if spec is None or not spec.name:
                 continue
             if spec.name not in self._owner:
-                self._owner[spec.name] = (lp.name, i)
+                self._owner[spec.name] = (key, i)
                 continue
             owner_layer, owner_idx = self._owner[spec.name]
             owner = self.layers[_module_key(owner_layer)]
@@ -386,18 +396,19 @@ class CaffeNet(nn.Module):
         rest at their fillers; ``strict`` additionally refuses missing or extra layers.
         """
         report = LoadReport()
-        by_name = set(self.order)
+        first = self._first_keys()  # a file layer loads into the first net layer of its name, as in Caffe
         loaded_params: Dict[int, torch.Tensor] = {}
         loaded_from: Dict[int, str] = {}
         for lname, arrays in blobs.items():
-            if lname not in by_name or not self.layer(lname).blob_names:
+            key = first.get(lname)
+            if key is None or not self.layer(key).blob_names:
                 report.unexpected.append(lname)
                 continue
-            lay = self.layer(lname)
+            lay = self.layer(key)
             if len(arrays) != len(lay.blob_names):
                 raise CaffeFormatError(
                     f"{source}: layer {lname!r} has {len(arrays)} blobs in the file, the net's "
-                    f"{self.types[lname]} layer needs {len(lay.blob_names)} ({', '.join(lay.blob_names)})"
+                    f"{self.types[key]} layer needs {len(lay.blob_names)} ({', '.join(lay.blob_names)})"
                 )
             for i, (pname, arr) in enumerate(zip(lay.blob_names, arrays)):
                 p = getattr(lay, pname)
@@ -418,11 +429,15 @@ class CaffeNet(nn.Module):
                 loaded_params[key], loaded_from[key] = t, lname
                 p.copy_(t.to(p))
             report.loaded.append(lname)
-        report.missing = [n for n in self.param_layers() if n not in blobs]
+        report.missing = [k for k in self.param_layers()
+                          if first[self.caffe_names[k]] != k or self.caffe_names[k] not in blobs]
         if strict and (report.missing or report.unexpected):
+            later = [k for k in report.missing if first[self.caffe_names[k]] != k]
+            why = (f"; {later} repeat an earlier layer's name, and Caffe leaves such layers at their fillers"
+                   if later else "")
             raise CaffeFormatError(
                 f"{source}: weights do not fit the net: layers without weights in the file {report.missing}; "
-                f"weights for layers the net lacks {report.unexpected} (strict=False loads like Caffe: by name)"
+                f"weights for layers the net lacks {report.unexpected}{why} (strict=False loads like Caffe: by name)"
             )
         return report
 

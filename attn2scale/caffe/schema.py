@@ -29,9 +29,11 @@ Sources (field numbers, names, types and defaults are copied as declared):
   ``update_global_stats``, BiasChannelParameter ``label_type``/``background_label``,
   DomainTransformParameter, and LayerParameter 144-151 (seg_accuracy, mat_write,
   dense_crf, domain_transform, adaptive_bias_channel, bias_channel,
-  unique_label, mat_read). Where those numbers are BVLC's (144-148) or the
-  authors' fork's (149) the field keeps its name at another number here and
-  :data:`DEEPLAB_V2_NUMBERS` gives the real one, for binary files.
+  unique_label, mat_read). mat_write (145), unique_label (150) and mat_read
+  (151) have their DeepLab v2 numbers here; where the others' are BVLC's
+  (144, 146-148) or the authors' fork's (149) the field keeps its name at
+  another number and :data:`DEEPLAB_V2_NUMBERS` gives the real one, for
+  binary files.
 
 Number conflicts. Where BVLC and DeepLab use one number for two fields, the
 DeepLab field keeps the number and the other one moves to a private number in
@@ -48,6 +50,9 @@ reserved 19000-19999), so its *name* still parses in text format.
 * ``ConvolutionParameter.hole_h`` (DeepLab 18): 18 is BVLC's ``dilation``
   (so a fork binary's ``hole_h: h`` reads as ``dilation: h``). ``hole_w`` keeps 19.
 * ``V1LayerParameter.loss_param`` (BVLC 42): 42 is DeepLab v1's ``seg_accuracy_param``.
+* ``LayerParameter.parameter_param`` (BVLC 145): 145 is DeepLab v2's ``mat_write_param``
+  (whose ``prefix`` is declared ``bytes`` so any BVLC payload decodes; a binary
+  Parameter layer's bytes are moved back by ``upgrade_net``).
 * The authors' fork's own LayerParameter numbers 137-148 all collide with BVLC
   (embed, tile, batch_norm, elu, bias, scale, input, crop, parameter, recurrent,
   swish, clip); BVLC keeps them and those fork fields live at private numbers.
@@ -249,7 +254,7 @@ _msg("LayerParameter", [
     _o("LRNParameter", "lrn_param", 118),
     _o("MemoryDataParameter", "memory_data_param", 119),
     _o("MVNParameter", "mvn_param", 120),
-    _o("ParameterParameter", "parameter_param", 145),
+    _o("ParameterParameter", "parameter_param", _MOVED + 145),  # BVLC 145, relocated
     _o("PoolingParameter", "pooling_param", 121),
     _o("PowerParameter", "power_param", 122),
     _o("PReLUParameter", "prelu_param", 131),
@@ -274,8 +279,8 @@ _msg("LayerParameter", [
     _o("BinWriteParameter", "bin_write_param", 149),
     _o("BNParameter", "bn_param", _FORK + 145),
     _o("DenseCRFParameter", "dense_crf_param", _FORK + 137),
-    _o("MatReadParameter", "mat_read_param", _FORK + 139),
-    _o("MatWriteParameter", "mat_write_param", _FORK + 140),
+    _o("MatReadParameter", "mat_read_param", 151),     # DeepLab v2's numbers (the authors' fork: 139, 140)
+    _o("MatWriteParameter", "mat_write_param", 145),
     _o("PaddingParameter", "padding_param", _FORK + 141),
     _o("ResizeParameter", "resize_param", _FORK + 147),
     _o("SegAccuracyParameter", "seg_accuracy_param", _FORK + 142),
@@ -603,8 +608,10 @@ _msg("SegAccuracyParameter", [
 ], {"AccuracyMetric": _seq("PixelAccuracy ClassAccuracy PixelIOU")})
 # DeepLab v1 numbering; the authors' fork has weight_source = 3 and no ignore_label.
 _msg("SoftmaxLossParameter", [_o("string", "weight_source", 16), _r("int32", "ignore_label", 2)])
+# prefix is bytes, not string (the same in text): a BVLC binary's ParameterParameter at 145 then
+# decodes here whatever its bytes are, and is moved to parameter_param (upgrade._BINARY_HOMES).
 _msg("MatWriteParameter", [
-    _q("string", "prefix", 1), _o("string", "source", 2, ""),
+    _q("bytes", "prefix", 1), _o("string", "source", 2, ""),
     _o("int32", "strip", 3, 0), _o("int32", "period", 4, 1),
 ])
 _msg("MatReadParameter", [
@@ -686,6 +693,9 @@ _AUTHORS_LAYER_CLASHES = [
     ("spatial_pooling_param", 148, "clip_param"),
 ]
 
+# Authors' fork fields that sit at DeepLab v2's number for them (free in BVLC, or BVLC's relocated).
+_AT_DEEPLAB_V2_NUMBER = ("mat_read_param", "mat_write_param")
+
 #: "Message.field" -> (real number, number in this schema, why it moved).
 RELOCATED_FIELDS = {
     "LayerParameter.input_param": (143, _MOVED + 143, (
@@ -694,8 +704,11 @@ RELOCATED_FIELDS = {
     "ConvolutionParameter.force_nd_im2col": (17, _MOVED + 17, "BVLC; 17 is DeepLab's hole."),
     "ConvolutionParameter.hole_h": (18, _FORK + 18, "DeepLab; 18 is BVLC's dilation."),
     "V1LayerParameter.loss_param": (42, _MOVED + 42, "BVLC V1; 42 is DeepLab v1's seg_accuracy_param."),
+    "LayerParameter.parameter_param": (145, _MOVED + 145, (
+        "BVLC ParameterParameter; 145 is DeepLab v2's mat_write_param. A binary Parameter layer's "
+        "bytes are re-read from mat_write_param (upgrade.upgrade_net).")),
     **{f"LayerParameter.{name}": (n, _FORK + n, f"authors' fork; {n} is BVLC's {bvlc}.")
-       for name, n, bvlc in _AUTHORS_LAYER_CLASHES},
+       for name, n, bvlc in _AUTHORS_LAYER_CLASHES if name not in _AT_DEEPLAB_V2_NUMBER},
 }
 
 #: Every number of the authors' fork (yangyi02/segmentation_attention) that differs
@@ -713,10 +726,9 @@ AUTHORS_FORK_NUMBERS = {
 #: Where DeepLab v2 (deeplab-public-ver2) numbers LayerParameter fields that this
 #: schema keeps elsewhere (BVLC owns 144-148, the authors' fork 149).
 DEEPLAB_V2_NUMBERS = {
-    "LayerParameter.seg_accuracy_param": 144, "LayerParameter.mat_write_param": 145,
+    "LayerParameter.seg_accuracy_param": 144,
     "LayerParameter.dense_crf_param": 146, "LayerParameter.domain_transform_param": 147,
     "LayerParameter.adaptive_bias_channel_param": 148, "LayerParameter.bias_channel_param": 149,
-    "LayerParameter.mat_read_param": 151,
 }
 
 #: Fork fields placed at _UNSURE + k because their real number was not found.

@@ -180,7 +180,8 @@ def _homes() -> Dict[str, tuple]:
              "DenseCRF": "dense_crf_param", "SoftmaxWithLoss": "softmax_loss_param", "MatRead": "mat_read_param",
              "BiasChannel": "bias_channel_param", "AdaptiveBiasChannel": "adaptive_bias_channel_param",
              "DomainTransform": "domain_transform_param", "DomainTransformForwardOnly": "domain_transform_param"}
-    return {"Input": ("input_param", [143]), **{t: (f, numbers[f]) for t, f in types.items()}}
+    return {"Input": ("input_param", [143]), "Parameter": ("parameter_param", [145]),
+            **{t: (f, numbers[f]) for t, f in types.items()}}
 
 
 # Layer type -> (the parameter field it needs, the numbers other Caffes store it at): BVLC's

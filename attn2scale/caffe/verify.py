@@ -8,7 +8,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import torch
 
-from .reader import CaffeFormatError
+from .errors import CaffeFormatError
 
 # --------------------------------------------------------------------------
 # Verification against reference blobs
@@ -59,7 +59,8 @@ class VerifyReport:
 
 
 def read_reference(spec: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
-    """``(inputs, blobs)`` from ``FILE.h5[:GROUP]``: ``GROUP/input`` (or ``GROUP/inputs/<blob>``) and ``GROUP/blobs/<blob>``."""
+    """``(inputs, blobs)`` from ``FILE.h5[:GROUP]``: ``GROUP/input`` (a dataset for ``data``, or a group
+    ``<blob>`` datasets; also ``GROUP/inputs/<blob>``) and ``GROUP/blobs/<blob>``."""
     import h5py
 
     path, _, group = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
@@ -72,8 +73,8 @@ def read_reference(spec: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.
         if "blobs" not in g:
             raise CaffeFormatError(f"{spec}: no 'blobs' group (expected GROUP/blobs/<name> datasets)")
         blobs = {k: torch.from_numpy(v[()]) for k, v in g["blobs"].items()}
-        if "inputs" in g:
-            inputs = {k: torch.from_numpy(v[()]) for k, v in g["inputs"].items()}
+        if "inputs" in g or ("input" in g and isinstance(g["input"], h5py.Group)):
+            inputs = {k: torch.from_numpy(v[()]) for k, v in g["inputs" if "inputs" in g else "input"].items()}
         elif "input" in g:
             inputs = {"data": torch.from_numpy(g["input"][()])}
         else:

@@ -34,6 +34,9 @@ class CaffeLayer(nn.Module):
     caffe_types: Tuple[str, ...] = ()
     #: tops that are produced (None: as many as the prototxt names)
     n_tops: Optional[int] = 1
+    #: the phase of the net the layer belongs to (set by CaffeNet): Caffe fixes some defaults by it
+    #: (BatchNorm's use_global_stats), independently of ``.train()`` / ``.eval()``
+    phase: str = "TEST"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -183,7 +183,7 @@ CRFSolver = Callable[[np.ndarray, Optional[np.ndarray], CRFKernels], np.ndarray]
 class DenseCRF(CaffeLayer):
     """The fork's DenseCRF: mean-field inference of a fully connected CRF whose unary energy is
     minus bottom 0, over the valid H x W given by bottom 1 (``data_dim``), with one positional
-    kernel per (pos_w, pos_xy_std) and, when bottom 2 (the image as fed, BGR) is given, one
+    kernel per (pos_w, pos_xy_std) (none when none is given, as the fork) and, when bottom 2 (the image as fed, BGR) is given, one
     bilateral kernel per (bi_w, bi_xy_std, bi_rgb_std). Top: Q (or log Q) in the valid region,
     0 outside. The inference itself is the evaluation code's CRF, passed in as ``solver``
     (``CaffeNet(..., crf_solver=attn2scale.engine.crf.caffe_dense_crf)``); it has no gradient."""
@@ -214,8 +214,6 @@ class DenseCRF(CaffeLayer):
         if len({len(v) for v in values}) != 1:
             raise self.fail(f"{', '.join(fields)} need one value each per kernel, got "
                             f"{', '.join(f'{f}: {len(v)}' for f, v in zip(fields, values))}")
-        if not values[0]:  # the fork's defaults are not part of its proto: refuse rather than guess
-            raise self.fail(f"no {fields[0]} given; give {', '.join(fields)} explicitly")
         return tuple(zip(*[[float(x) for x in v] for v in values]))
 
     def _valid(self, dims: torch.Tensor, h: int, w: int) -> Tuple[int, int]:

@@ -3,13 +3,13 @@
 BatchNorm has no affine part (a Scale layer follows it) and three blobs:
 the accumulated mean, the accumulated variance and the moving-average
 normaliser ``f``. The statistics used are ``mean / f`` and ``var / f`` (all 0
-when ``f`` is 0). ``use_global_stats`` defaults to true in TEST and false in
-TRAIN. With batch statistics the variance is the biased one and (in any phase,
+when ``f`` is 0). ``use_global_stats`` defaults to true in a TEST net and false in
+a TRAIN net (the phase the net was built for, not ``.train()``/``.eval()``). With batch statistics the variance is the biased one and (in any phase,
 as Caffe) the blobs are updated as ``f <- maf f + 1``, ``mean <- batch_mean + maf mean``,
 ``var <- m/(m-1) batch_var + maf var`` (m values per channel). The blobs get no
 gradient (Caffe never writes their diffs).
 
-DeepLab v2's ``update_global_stats`` (TRAIN with global statistics): the stored
+DeepLab v2's ``update_global_stats`` (a TRAIN net with global statistics): the stored
 mean stays the centre, the batch variance around it normalises the batch and is
 accumulated as above; the fork's backward treats the statistics as constants.
 """
@@ -31,8 +31,8 @@ class BatchNorm(CaffeLayer):
         super().__init__(lp, bottom_shapes)
         p = lp.batch_norm_param
         shape = bottom_shapes[0]
-        if len(shape) < 2:
-            raise self.fail(f"bottom needs a channel axis, got shape {tuple(shape)}")
+        if not shape:
+            raise self.fail("bottom must have at least one axis")
         self.explicit_global = bool(p.use_global_stats) if p.HasField("use_global_stats") else None
         self.maf = float(p.moving_average_fraction)
         if not 0.0 <= self.maf <= 1.0:
@@ -40,16 +40,16 @@ class BatchNorm(CaffeLayer):
         self.eps = float(p.eps)
         self.update_global = bool(p.update_global_stats)
         zero = schema.FillerParameter(type="constant", value=0.0)
-        c = shape[1]
+        c = shape[1] if len(shape) > 1 else 1  # BVLC: a 1-D bottom is one channel
         self.add_blob("mean", (c,), zero)
         self.add_blob("variance", (c,), zero)
         self.add_blob("moving_average_factor", (1,), zero)
 
     def use_global_stats(self) -> bool:
-        return (not self.training) if self.explicit_global is None else self.explicit_global
+        return self.phase == "TEST" if self.explicit_global is None else self.explicit_global
 
     def _view(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return t.view((1, -1) + (1,) * (x.dim() - 2))
+        return t.view((1, -1) + (1,) * (x.dim() - 2)) if x.dim() > 1 else t
 
     def _stored(self) -> Tuple[torch.Tensor, torch.Tensor]:
         f = self.moving_average_factor.detach()[0]
@@ -67,8 +67,8 @@ class BatchNorm(CaffeLayer):
         if x.device.type == "meta":
             return [torch.empty_like(x)]
         dims = [0] + list(range(2, x.dim()))
-        m = x.numel() // x.shape[1]
-        if self.use_global_stats() and not (self.training and self.update_global):
+        m = x.numel() // (x.shape[1] if x.dim() > 1 else 1)
+        if self.use_global_stats() and not (self.phase == "TRAIN" and self.update_global):
             mean, var = self._stored()
         elif self.use_global_stats():  # DeepLab v2's update_global_stats
             mean = self._stored()[0]
@@ -98,6 +98,8 @@ def _param_span(layer: CaffeLayer, shape: Shape, axis: int, num_axes: int) -> Tu
 def _second_bottom_span(layer: CaffeLayer, shape: Shape, other: Shape, axis: int) -> int:
     """With a second bottom the parameter is that blob: its shape must equal ``shape[axis:...]``."""
     nd = len(shape)
+    if not -nd <= axis < max(nd, 1):  # Caffe's CanonicalAxisIndex
+        raise layer.fail(f"axis {axis} is out of range for a bottom of shape {tuple(shape)}")
     axis = axis % nd if nd else 0
     if tuple(shape[axis:axis + len(other)]) != tuple(other):
         raise layer.fail(f"bottom 1 of shape {tuple(other)} must equal axes {axis}.. of bottom 0 {tuple(shape)}")
