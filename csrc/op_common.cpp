@@ -82,11 +82,11 @@ InterpGeometry check_interp_backward(const at::Tensor& grad, at::IntArrayRef inp
                          {grad.size(2), grad.size(3)}, pad_beg, pad_end, "interp_backward");
 }
 
-int parse_merge_mode(const std::string& mode) {
-  if (mode == "avg") return kMergeAvg;
-  if (mode == "max") return kMergeMax;
-  if (mode == "attention") return kMergeAttention;
-  TORCH_CHECK(false, "scale_merge: mode must be 'avg', 'max' or 'attention', got '", mode, "'");
+int parse_merge_mode(const std::string& mode, const char* op) {
+  for (int m = 0; m < kNumMergeModes; ++m) {
+    if (mode == kMergeModeNames[m]) return m;
+  }
+  TORCH_CHECK(false, op, ": mode must be ", merge_mode_list(), ", got '", mode, "'");
 }
 
 static void check_same(const at::Tensor& t, const at::Tensor& ref, const char* op,
@@ -100,7 +100,7 @@ static void check_same(const at::Tensor& t, const at::Tensor& ref, const char* o
 static MergeGeometry merge_geometry(at::TensorList scores, int H, int W, const std::string& mode,
                                     c10::optional<double> avg_weight, const char* op) {
   MergeGeometry g;
-  g.mode = parse_merge_mode(mode);
+  g.mode = parse_merge_mode(mode, op);
   TORCH_CHECK(!scores.empty(), op, ": scores is empty; give one score map per scale");
   TORCH_CHECK(static_cast<int>(scores.size()) <= kMaxScales, op, ": at most ", kMaxScales,
               " scales are supported, got ", scores.size());

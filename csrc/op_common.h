@@ -32,7 +32,9 @@ InterpGeometry check_interp(const at::Tensor& x, at::IntArrayRef size, int64_t p
 InterpGeometry check_interp_backward(const at::Tensor& grad, at::IntArrayRef input_shape,
                                      int64_t pad_beg, int64_t pad_end);
 
-int parse_merge_mode(const std::string& mode);
+// The code (MergeMode) of a mode name; an unknown name is refused with the
+// list of known ones, naming op.
+int parse_merge_mode(const std::string& mode, const char* op);
 
 struct MergeGeometry {
   int mode;

@@ -7,23 +7,66 @@
 
 #include <math.h>
 
+#if !defined(__CUDACC_RTC__)  // host-only parts (names, dispatch) are left out of a runtime (NVRTC) build
+#include <stdexcept>
+#include <string>
 #include <type_traits>
+#endif
 
 #include "macros.h"
 
 namespace a2s {
 
+// The merge modes: the one C++ table. A mode's code is its index in
+// kMergeModeNames; parse_merge_mode (op_common.cpp) and every error message
+// read the names from here, and attn2scale._C.merge_mode_names() exposes them
+// so a test can hold them against the Python table
+// (attn2scale.ops.reference.MERGE_MODES). Adding a mode touches this header
+// (code, name, a case in dispatch_mode, its arithmetic in merge_step,
+// merge_finish and merge_grad_share), the Python reference and the test that
+// pins the table; a mode with a new kind of aux tensor also needs its
+// allocation (op_common.cpp) and the fake kernel's shape (_registration.py).
 enum MergeMode : int { kMergeAvg = 0, kMergeMax = 1, kMergeAttention = 2 };
 
-// Calls f with the mode as a compile-time constant (host code).
+#if !defined(__CUDACC_RTC__)
+inline constexpr const char* kMergeModeNames[] = {"avg", "max", "attention"};
+inline constexpr int kNumMergeModes = int(sizeof(kMergeModeNames) / sizeof(kMergeModeNames[0]));
+
+constexpr bool same_name(const char* a, const char* b) {
+  return *a == *b && (*a == '\0' || same_name(a + 1, b + 1));
+}
+// An enum value and its name cannot drift apart unnoticed.
+static_assert(same_name(kMergeModeNames[kMergeAvg], "avg"), "kMergeAvg is not named 'avg'");
+static_assert(same_name(kMergeModeNames[kMergeMax], "max"), "kMergeMax is not named 'max'");
+static_assert(same_name(kMergeModeNames[kMergeAttention], "attention"),
+              "kMergeAttention is not named 'attention'");
+
+// "'avg', 'max' or 'attention'": the modes as error messages list them.
+inline std::string merge_mode_list() {
+  std::string out;
+  for (int m = 0; m < kNumMergeModes; ++m) {
+    if (m > 0) out += m + 1 == kNumMergeModes ? " or " : ", ";
+    out += std::string("'") + kMergeModeNames[m] + "'";
+  }
+  return out;
+}
+
+// Calls f with the mode as a compile-time constant. Host code only (it
+// throws): an unknown code is a caller's bug (parse_merge_mode lets no
+// unknown name through), and running some other mode's kernel on it would
+// return a plausible wrong merge, so it stops here.
 template <typename F>
 void dispatch_mode(int mode, F&& f) {
   switch (mode) {
-    case kMergeAvg: f(std::integral_constant<int, kMergeAvg>()); break;
-    case kMergeMax: f(std::integral_constant<int, kMergeMax>()); break;
-    default: f(std::integral_constant<int, kMergeAttention>()); break;
+    case kMergeAvg: f(std::integral_constant<int, kMergeAvg>()); return;
+    case kMergeMax: f(std::integral_constant<int, kMergeMax>()); return;
+    case kMergeAttention: f(std::integral_constant<int, kMergeAttention>()); return;
   }
+  throw std::invalid_argument("scale_merge: unknown merge mode code " + std::to_string(mode) +
+                              "; the codes are 0.." + std::to_string(kNumMergeModes - 1) + " for " +
+                              merge_mode_list());
 }
+#endif  // !__CUDACC_RTC__
 
 A2S_INLINE float exp_acc(float v) { return expf(v); }
 A2S_INLINE double exp_acc(double v) { return exp(v); }

@@ -2,8 +2,9 @@
 
 Checks the report covers every case and pass, that the fused ops agree with the
 stock-PyTorch baselines, that the memory measurement sees the N x C x H x W map
-of the eager upsample+argmax (and the fused one does not allocate it), and that
-the correctness check can fail.
+of the eager upsample+argmax (and the fused one does not allocate it), that
+the correctness check can fail, that a row failing it is INVALID and makes the
+run exit with status 1, and that the label tie tolerance is the documented one.
 """
 
 import importlib.util
@@ -61,11 +62,17 @@ def test_tiny_run_reports_every_case_and_fused_matches_baseline(tmp_path):
     assert data["machine"]["torch_version"] == torch.__version__
     assert "--tiny" in data["command"] and data["date"]
 
+    assert data["invalid"] == [] and bench.exit_status(report) == 0
+    assert data["copy_bandwidth"]["gbps"] > 0
     for r in data["rows"]:
         where = f"{r['case']} {r['pass']}"
         check = r["correct"]["fused"]
-        assert check["ok"], (where, check)
+        assert check["ok"] and r["valid"], (where, check)
         assert r["compiled"] is None and r["fused_over_compiled"] is None, where
+        # without a compiled run the faster baseline is eager
+        assert r["best_baseline"] == "eager" and r["fused_over_best"] == r["fused_over_eager"], where
+        floor = r["traffic_bytes"] / (data["copy_bandwidth"]["gbps"] * 1e9)
+        assert abs(r["fused_over_floor"] - r["fused"]["median_s"] / floor) <= 1e-9 * r["fused_over_floor"], where
         for impl in ("eager", "fused"):
             assert r[impl]["median_s"] > 0, where
             assert r[impl]["memory"]["peak_extra_bytes"] > 0, where
@@ -86,13 +93,15 @@ def test_tiny_run_reports_every_case_and_fused_matches_baseline(tmp_path):
             if r["op"] == "scale_merge[attention]" and r["pass"] == "fwd+bwd":
                 assert len(check["compared"]) == 1 + 3 + 1, where  # out, three score maps, logits
 
-    verdicts = {(t["case"], t["pass"]): t["verdict"] for t in data["targets"]}
-    assert set(verdicts) == {
+    speed = {(t["case"], t["pass"]) for t in data["targets"] if "floor" not in t["target"]}
+    assert speed == {
         ("merge_attention_c21", "fwd+bwd"), ("merge_attention_c81", "fwd+bwd"),
         ("merge_max_c21", "fwd+bwd"), ("merge_avg_c21", "fwd+bwd"),
         ("upsample_argmax_c21", "fwd"), ("upsample_argmax_c81", "fwd"), ("upsample_argmax_c150", "fwd"),
     }
-    assert set(verdicts.values()) <= {"PASS", "MISS", "UNTESTED"}
+    floors = [(t["case"], t["pass"]) for t in data["targets"] if "floor" in t["target"]]
+    assert sorted(floors) == sorted(_expected_rows())  # every row has its floor target
+    assert {t["verdict"] for t in data["targets"]} <= {"PASS", "MISS", "UNTESTED"}
 
     md = out_md.read_text()
     assert "| case | shape | op | pass | eager ms | compiled ms | fused ms |" in md
@@ -117,6 +126,55 @@ def test_correctness_check_can_fail():
     wrong[0, 0, 0] = (wrong[0, 0, 0] + 1) % am.shapes["C"]
     res = bench.compare(am, args, (labels,), (wrong,), "fwd")
     assert not res["ok"] and res["n_label_mismatch"] == 1
+
+
+def _break_attention_c21(case):
+    # a deliberately wrong fused implementation: 0.1 % off, far outside the tolerance
+    if case.name == "merge_attention_c21":
+        good = case.fused
+        case.fused = lambda *args: good(*args) * 1.001
+    return case
+
+
+def test_wrong_fused_result_makes_the_row_invalid_and_the_run_fail(tmp_path):
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    logged = []
+    status = bench.cli(
+        ["--tiny", "--no-compile", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "0",
+         "--cases", "merge_attention_c21,merge_avg_c21", "--json", str(out_json), "--markdown", str(out_md)],
+        log=lambda *a: logged.append(" ".join(map(str, a))), case_hook=_break_attention_c21,
+    )
+    assert status == 1
+    data = json.loads(out_json.read_text())
+    rows = {(r["case"], r["pass"]): r for r in data["rows"]}
+    for p in ("fwd", "fwd+bwd"):
+        bad, good = rows[("merge_attention_c21", p)], rows[("merge_avg_c21", p)]
+        assert not bad["valid"] and not bad["correct"]["fused"]["ok"], p
+        assert bad["invalid_reason"] == "fused differs from eager"
+        assert good["valid"], p
+    for t in data["targets"]:
+        assert (t["verdict"] == "INVALID") == (t["case"] == "merge_attention_c21"), t
+    assert data["invalid"] == ["merge_attention_c21 fwd (fused differs from eager)",
+                               "merge_attention_c21 fwd+bwd (fused differs from eager)"]
+    md = out_md.read_text()
+    assert md.count("| **INVALID** |") == 3  # fwd floor, fwd+bwd merge and floor targets
+    assert any("INVALID" in line and line.startswith("merge_attention_c21") for line in logged)
+
+
+def test_label_tie_tolerance_is_the_documented_one():
+    """A label differing from eager's passes only within TIE_TOL * (1 + |score|), as the report says."""
+    am = next(c for c in bench.build_cases(tiny=True) if c.name == "upsample_argmax_c21")
+    tol = bench.checks.TIE_TOL
+    assert tol == 1e-5 and "at most 1e-5·(1 + |eager's score|)" in bench.checks.describe_tolerances()
+    ref = torch.zeros(1, 4, 4, dtype=torch.int64)  # eager picks class 0 everywhere
+    got = ref.clone()
+    got[0, 2, 1] = 1
+    for factor, ok in ((0.5, True), (2.0, False)):
+        x = torch.full((1, 2, 4, 4), 3.0)
+        x[:, 1] = 3.0 - factor * tol * (1 + 3.0)  # class 1 just inside / outside the tie band
+        # same size in and out: the resize the check applies is the identity
+        res = bench.compare(am, (x,), (ref,), (got,), "fwd")
+        assert res["ok"] is ok and res["n_label_mismatch"] == 1, (factor, res)
 
 
 def test_bench_convert_builtin_largefov_prototxt_matches_the_model():

@@ -26,7 +26,7 @@ SOURCES = sorted((REPO / "csrc").glob("*.h")) + sorted((REPO / "csrc" / "cuda").
     REPO / "tests" / "hostsim" / "hostsim.cpp"
 ]
 DT = {torch.float32: 0, torch.float64: 1}
-MODES = {"avg": 0, "max": 1, "attention": 2}
+MODES = ops.MERGE_MODES  # name -> the code the C entry points take (held against C++ in test_ops_merge_modes.py)
 
 pytestmark = pytest.mark.skipif(not ops.extension_available(), reason="compiled extension (CPU kernels) not built")
 
@@ -189,3 +189,29 @@ def test_simulation_refuses_half(sim):
     y = torch.empty(1, 1, 3, 3, dtype=torch.float16)
     err = sim.a2s_sim_interp_forward(2, ptr(x), ptr(y), i64(1), 2, 2, 0, 2, 2, 3, 3)
     assert err is not None and b"float32 and float64" in err
+
+
+@pytest.mark.parametrize("code", [len(MODES), -1, 255], ids=lambda c: f"code{c}")
+def test_simulation_refuses_unknown_mode_code(sim, code):
+    """dispatch_mode on an unknown code: an error naming it, and no kernel
+    runs (the outputs keep their sentinels). Before the table it ran the
+    attention kernels on weights nobody had computed."""
+    n, c, H, W = 1, 2, 5, 5
+    scores = [rand(n, c, 5, 5, dtype=torch.float32, seed=1), rand(n, c, 3, 3, dtype=torch.float32, seed=2)]
+    hs, ws = (ctypes.c_int * 2)(5, 3), (ctypes.c_int * 2)(5, 3)
+    ps = (ctypes.c_void_p * 2)(*[p.data_ptr() for p in scores])
+    logits = rand(n, 2, H, W, dtype=torch.float32, seed=3)
+    out = torch.full((n, c, H, W), float("nan"))
+    aux = torch.full((n, 2, H, W), 0.5)  # room for any mode's aux, so nothing but the check can stop a kernel
+    args = (0, code, 2, i64(n), i64(c), H, W, hs, ws, ps, None, ctypes.c_double(0.5))
+    want = f"scale_merge: unknown merge mode code {code}; the codes are 0..{len(MODES) - 1} for 'avg', 'max' or 'attention'"
+    err = sim.a2s_sim_scale_merge_forward(*args, ptr(logits), ptr(out), ptr(aux))
+    assert err is not None and err.decode() == want
+    assert out.isnan().all() and (aux == 0.5).all()
+    g_scores = [torch.full_like(p, float("nan")) for p in scores]
+    gs = (ctypes.c_void_p * 2)(*[t.data_ptr() for t in g_scores])
+    g_logits = torch.full((n, 2, H, W), float("nan"))
+    grad = torch.ones(n, c, H, W)
+    err = sim.a2s_sim_scale_merge_backward(*args, ptr(grad), ptr(aux), gs, ptr(g_logits), None)
+    assert err is not None and err.decode() == want
+    assert all(t.isnan().all() for t in g_scores) and g_logits.isnan().all()

@@ -8,6 +8,7 @@ import sys
 from typing import List, Optional
 
 from ..caffe.convert import TARGET_HELP, TARGETS
+from ..ops.reference import MERGE_MODES
 
 
 def _values(items: List[str]) -> dict:
@@ -40,7 +41,7 @@ def build_parser(prog: str = "convert_caffe.py") -> argparse.ArgumentParser:
     p.add_argument("--pool5a", action="store_true", default=None,
                    help="deeplab_largefov: the model has pool5a (official DeepLab v1 LargeFOV)")
     p.add_argument("--scales", help="attention_to_scale: comma-separated scales, e.g. 1,0.75,0.5")
-    p.add_argument("--merge", choices=["attention", "max", "avg"],
+    p.add_argument("--merge", choices=list(MERGE_MODES),
                    help="attention_to_scale: scale merge (read off the prototxt when given; must agree)")
     p.add_argument("--avg-weight", type=float,
                    help="attention_to_scale, merge avg: per-scale weight (the prototxt's Power scale when given; "

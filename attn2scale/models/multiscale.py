@@ -97,8 +97,7 @@ class MultiScaleNet(nn.Module):
             raise ValueError(f"MultiScaleNet: unsupported scales {unknown}; known: {sorted(PYRAMID)}")
         if scales[0] != max(scales):
             raise ValueError(f"MultiScaleNet: scales must start with the finest, got {scales}")
-        if merge not in ("avg", "max", "attention"):
-            raise ValueError(f"MultiScaleNet: merge must be 'avg', 'max' or 'attention', got {merge!r}")
+        ops.reference.check_merge_mode(merge, "MultiScaleNet", "merge")
         if avg_weight is not None and merge != "avg":
             raise ValueError(f"MultiScaleNet: avg_weight is only used with merge='avg', got merge={merge!r}")
         self.backbone = backbone

@@ -21,8 +21,10 @@ from .api import (
     upsample_argmax,
 )
 from . import reference
+from .reference import MERGE_MODES
 
 __all__ = [
+    "MERGE_MODES",
     "caffe_interp_size",
     "cuda_kernels_available",
     "extension_available",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .reference import is_merge_mode, merge_mode_list
+
 _lib = "attn2scale::"
 
 
@@ -38,7 +40,7 @@ def _check_float4d(t, op, name):
 
 def _check_merge(scores, size, mode, logits, gate, op):
     torch._check(len(scores) > 0, lambda: f"{op}: scores is empty; give one score map per scale")
-    torch._check(mode in ("avg", "max", "attention"), lambda: f"{op}: mode must be 'avg', 'max' or 'attention', got {mode!r}")
+    torch._check(is_merge_mode(mode), lambda: f"{op}: mode must be {merge_mode_list()}, got {mode!r}")
     s0 = scores[0]
     for i, p in enumerate(scores):
         _check_float4d(p, op, f"scores[{i}]")

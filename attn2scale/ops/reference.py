@@ -11,11 +11,35 @@ to fall back on, not to be fast.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
-MODES = ("avg", "max", "attention")
+# The merge modes: the one Python table, name -> code of the C++ MergeMode
+# (csrc/scale_merge_math.h, whose names attn2scale._C.merge_mode_names()
+# returns in code order; tests/test_ops_merge_modes.py holds the two
+# together). The op checks, the models and the CLI read it from here. Adding
+# a mode: an entry here, its branch in scale_merge below, the C++ header,
+# and the pinned table in tests/test_ops_merge_modes.py.
+MERGE_MODES: Dict[str, int] = {"avg": 0, "max": 1, "attention": 2}
+
+
+def merge_mode_list() -> str:
+    """The modes as error messages list them: ``'avg', 'max' or 'attention'``."""
+    quoted = [repr(m) for m in MERGE_MODES]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def is_merge_mode(mode) -> bool:
+    """True for a known mode name (any other value, of any type, is False)."""
+    return isinstance(mode, str) and mode in MERGE_MODES
+
+
+def check_merge_mode(mode, who: str = "scale_merge", what: str = "mode") -> str:
+    """``mode`` if it names a merge mode, else ValueError naming ``who`` and the known modes."""
+    if not is_merge_mode(mode):
+        raise ValueError(f"{who}: {what} must be {merge_mode_list()}, got {mode!r}")
+    return mode
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -76,8 +100,7 @@ def scale_merge(
     avg_weight: Optional[float] = None,
 ):
     """Reference of ``torch.ops.attn2scale.scale_merge``; returns (out, aux) like the op."""
-    if mode not in MODES:
-        raise ValueError(f"scale_merge: mode must be one of {MODES}, got {mode!r}")
+    check_merge_mode(mode)
     dtype = scores[0].dtype
     acc = acc_dtype(dtype)
     resized = [_interp_acc(p, size) for p in scores]

@@ -7,7 +7,11 @@
 // any mismatch makes the program exit with status 1.
 //
 //   a2s_bench [--device cpu|cuda] [--repeats 50] [--warmup 5] [--threads N]
-//             [--check-only]
+//             [--check-only] [--inject-error]
+//
+// --check-only stops after the checks (CI runs it: no GPU needed on cpu).
+// --inject-error perturbs the ops' results before they are checked, so CI can
+// see that a wrong kernel really makes the program fail.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -57,10 +61,12 @@ struct Options {
   int warmup = 5;
   int threads = 0;  // 0: ATen's default
   bool check_only = false;
+  bool inject_error = false;
 };
 
 [[noreturn]] void usage(const char* prog) {
-  std::fprintf(stderr, "usage: %s [--device cpu|cuda] [--repeats N] [--warmup N] [--threads N] [--check-only]\n",
+  std::fprintf(stderr, "usage: %s [--device cpu|cuda] [--repeats N] [--warmup N] [--threads N] [--check-only] "
+               "[--inject-error]\n",
                prog);
   std::exit(2);
 }
@@ -83,6 +89,8 @@ Options parse(int argc, char** argv) {
       o.threads = std::atoi(value());
     } else if (a == "--check-only") {
       o.check_only = true;
+    } else if (a == "--inject-error") {
+      o.inject_error = true;
     } else {
       usage(argv[0]);
     }
@@ -137,6 +145,17 @@ at::Tensor aten_merge(at::TensorList scores, const at::Tensor& logits) {
 
 // ---- checks ------------------------------------------------------------------
 int g_failures = 0;
+bool g_inject_error = false;  // --inject-error
+
+// What a subtly wrong kernel would return: one element off by far more than
+// any tolerance below (relative 1e-3), everything else untouched.
+at::Tensor maybe_corrupt(const at::Tensor& t) {
+  if (!g_inject_error || t.numel() == 0) return t;
+  at::Tensor bad = t.clone();
+  auto first = bad.view(-1).narrow(0, 0, 1);
+  first.mul_(1.001).add_(1e-3);
+  return bad;
+}
 
 // Passes when |got - ref| <= atol + rtol * |ref| everywhere (compared in float64 on the CPU).
 void expect_close(const char* what, const at::Tensor& got_, const at::Tensor& ref_, double atol, double rtol) {
@@ -151,7 +170,9 @@ void expect_close(const char* what, const at::Tensor& got_, const at::Tensor& re
   }
   std::printf("  %-34s %s  max|diff| %.3g (%.2f of tolerance)\n", what, ok ? "ok  " : "FAIL", max_diff, worst);
   if (!ok) {
-    std::printf("    shapes: got %s, expected %s\n", c10::str(got.sizes()).c_str(), c10::str(ref.sizes()).c_str());
+    if (got.sizes() != ref.sizes()) {
+      std::printf("    shapes: got %s, expected %s\n", c10::str(got.sizes()).c_str(), c10::str(ref.sizes()).c_str());
+    }
     ++g_failures;
   }
 }
@@ -160,10 +181,11 @@ void check_merge(const Ops& ops, at::ScalarType dtype, const at::Device& dev, do
   std::printf("check scale_merge (attention, logits) + scale_merge_backward, %s on %s\n",
               c10::toString(dtype), dev.str().c_str());
   const MergeInputs in = make_merge_inputs(dtype, dev, 1234);
-  const auto [out, aux] = ops.merge.call(in.scores, {kTrainOut, kTrainOut}, "attention", in.logits, std::nullopt,
-                                         std::nullopt);
-  const auto [g_scores, g_logits, g_gate] =
+  const auto [out_, aux] = ops.merge.call(in.scores, {kTrainOut, kTrainOut}, "attention", in.logits, std::nullopt,
+                                          std::nullopt);
+  const auto [g_scores, g_logits_, g_gate] =
       ops.merge_backward.call(in.grad, in.scores, "attention", aux, std::nullopt, std::nullopt);
+  const at::Tensor out = maybe_corrupt(out_), g_logits = maybe_corrupt(g_logits_);
 
   // Reference: the ATen composite on the CPU in the same dtype, gradients by autograd.
   std::vector<at::Tensor> scores_ref;
@@ -190,7 +212,13 @@ void check_argmax(const Ops& ops, at::ScalarType dtype, const at::Device& dev, d
   std::printf("check upsample_argmax, %s on %s\n", c10::toString(dtype), dev.str().c_str());
   const at::Tensor x = make_argmax_input(dtype, dev, 4321);
   const auto [labels_, score_] = ops.upsample_argmax.call(x, {kInferOut, kInferOut}, true);
-  const at::Tensor labels = labels_.to(at::kCPU), score = score_.to(at::kCPU);
+  at::Tensor labels = labels_.to(at::kCPU).clone();
+  const at::Tensor score = score_.to(at::kCPU);
+  if (g_inject_error) {  // the class ATen ranks last at the first pixel: never a near tie
+    const at::Tensor first = at::upsample_bilinear2d(x.to(at::kCPU), {kInferOut, kInferOut}, true)
+                                 .select(0, 0).select(1, 0).select(1, 0);
+    labels.view(-1).narrow(0, 0, 1).fill_(first.argmin().item<int64_t>());
+  }
 
   const at::Tensor up = at::upsample_bilinear2d(x.to(at::kCPU), {kInferOut, kInferOut}, true).to(at::kDouble);
   const auto [best, best_idx] = up.max(1);
@@ -306,6 +334,7 @@ int main(int argc, char** argv) {
                    "-DA2S_WITH_CUDA=ON (then only the CPU kernels are registered)\n");
       return 2;
     }
+    g_inject_error = opt.inject_error;
     const Ops ops = find_ops();
     std::printf("attn2scale microbenchmark: device %s, %d intra-op threads\n", dev.str().c_str(),
                 at::get_num_threads());

@@ -1,7 +1,9 @@
 // Launchers of the CUDA kernels, callable from plain C++: no torch and no
 // CUDA types cross this boundary, so the .cu files compile without torch's
 // heavy headers and ops_cuda.cpp (compiled by the host compiler) holds all
-// the torch code. Each launcher returns nullptr or a CUDA error string.
+// the torch code. Each launcher returns nullptr or a CUDA error string; the
+// merge launchers throw std::invalid_argument on an unknown MergeArgs::mode
+// (dispatch_mode).
 #pragma once
 
 #include <cstdint>
@@ -22,7 +24,7 @@ struct InterpArgs {
 };
 
 struct MergeArgs {
-  int mode;
+  int mode;  // MergeMode code (scale_merge_math.h)
   int S;
   int64_t N, C;
   int H, W;                 // output size

@@ -2,9 +2,26 @@
 // launchers and kernels unchanged as host code (A2S_HOST_SIM), running each
 // launch over its grid sequentially. Exposed as a C ABI for ctypes; no torch.
 #define A2S_HOST_SIM 1
+#include <stdexcept>
+#include <string>
+
 #include "cuda/launchers.inl"
 
 using a2s::cuda::Dtype;
+
+// The merge launchers throw on an unknown mode code (dispatch_mode); an
+// exception must not cross into ctypes (it would abort the test process),
+// so it comes back as the error string.
+template <typename F>
+static const char* guarded(F&& launch) {
+  static std::string error;
+  try {
+    return launch();
+  } catch (const std::exception& e) {
+    error = e.what();
+    return error.c_str();
+  }
+}
 
 extern "C" {
 
@@ -42,16 +59,20 @@ static a2s::cuda::MergeArgs merge_args(int mode, int S, int64_t N, int64_t C, in
 const char* a2s_sim_scale_merge_forward(int dt, int mode, int S, int64_t N, int64_t C, int H, int W, const int* h,
                                         const int* w, const void* const* P, const void* gate, double avg_weight,
                                         const void* logits, void* out, void* aux) {
-  return a2s::cuda::scale_merge_forward(Dtype(dt), merge_args(mode, S, N, C, H, W, h, w, P, gate, avg_weight),
-                                        logits, out, aux, nullptr);
+  return guarded([&] {
+    return a2s::cuda::scale_merge_forward(Dtype(dt), merge_args(mode, S, N, C, H, W, h, w, P, gate, avg_weight),
+                                          logits, out, aux, nullptr);
+  });
 }
 
 const char* a2s_sim_scale_merge_backward(int dt, int mode, int S, int64_t N, int64_t C, int H, int W, const int* h,
                                          const int* w, const void* const* P, const void* gate, double avg_weight,
                                          const void* grad, const void* aux, void* const* g_scores, void* g_logits,
                                          void* g_gate) {
-  return a2s::cuda::scale_merge_backward(Dtype(dt), merge_args(mode, S, N, C, H, W, h, w, P, gate, avg_weight), grad,
-                                         aux, g_scores, g_logits, g_gate, nullptr);
+  return guarded([&] {
+    return a2s::cuda::scale_merge_backward(Dtype(dt), merge_args(mode, S, N, C, H, W, h, w, P, gate, avg_weight),
+                                           grad, aux, g_scores, g_logits, g_gate, nullptr);
+  });
 }
 
 const char* a2s_sim_upsample_argmax(int dt, const void* x, int64_t N, int64_t C, int h, int w, int H, int W,
