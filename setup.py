@@ -59,7 +59,11 @@ def _nvidia_pip_includes():
 
 def _extensions():
     sources = ["csrc/python_module.cpp", "csrc/ops.cpp", "csrc/op_common.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-fopenmp"]
+    # -ffp-contract=off: no fused multiply-add on the host either (as nvcc
+    # --fmad=false), so the shared math headers round the same on both
+    # devices, exp_math.h's exp included (FMA-capable targets such as aarch64
+    # would otherwise contract a*b+c).
+    cxx = ["-O3", "-fopenmp", "-ffp-contract=off"]
     link = ["-fopenmp"]
     use_cuda, why = _want_cuda()
     _log(f"CUDA kernels: {'yes' if use_cuda else 'no'} ({why})")
@@ -101,7 +105,10 @@ setup(
         "Pillow", "scipy", "tqdm", "PyYAML",
     ],
     extras_require={"coco": ["pycocotools>=2.0"], "tensorboard": ["tensorboard"], "crf": ["pydensecrf2"],
-                    "viz": ["matplotlib"]},
+                    "viz": ["matplotlib"],
+                    # runtime-compiled CUDA kernels (NVRTC) when this build has none;
+                    # CUDA 13 wheels to match torch's cu130 build (attn2scale/ops/nvrtc.py)
+                    "cupy": ["cupy-cuda13x>=14"]},
     package_data={"attn2scale": ["configs/*/*.yaml", "tables/*.yaml"]},
     entry_points={"console_scripts": ["attn2scale=attn2scale.__main__:main"]},
     ext_modules=_extensions(),

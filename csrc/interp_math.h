@@ -34,6 +34,22 @@ A2S_INLINE Tap<Acc> interp_tap(int o, Acc r, int in) {
   return t;
 }
 
+// Tap table of one axis, structure of arrays (what the CPU kernels stream
+// and vectorise over): for every output coordinate o, the two source
+// coordinates and both weights, l0 = 1 - l1 exactly as bilinear_combine
+// forms it. Tables built here are bitwise the per-element taps.
+template <typename Acc>
+A2S_INLINE void interp_tap_table(int in, int out, int* i0, int* i1, Acc* l0, Acc* l1) {
+  const Acc r = interp_ratio<Acc>(in, out);
+  for (int o = 0; o < out; ++o) {
+    const Tap<Acc> t = interp_tap<Acc>(o, r, in);
+    i0[o] = t.i0;
+    i1[o] = t.i1;
+    l1[o] = t.l1;
+    l0[o] = Acc(1) - t.l1;
+  }
+}
+
 // Caffe's evaluation order: lh0*(lw0*p00 + lw1*p01) + lh1*(lw0*p10 + lw1*p11).
 // p00..p11 are already converted to Acc.
 template <typename Acc>

@@ -5,14 +5,13 @@
 // Softmax divides exp(l - max) by the sum, Eltwise MAX keeps the first max.
 #pragma once
 
-#include <math.h>
-
 #if !defined(__CUDACC_RTC__)  // host-only parts (names, dispatch) are left out of a runtime (NVRTC) build
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #endif
 
+#include "exp_math.h"
 #include "macros.h"
 
 namespace a2s {
@@ -68,8 +67,10 @@ void dispatch_mode(int mode, F&& f) {
 }
 #endif  // !__CUDACC_RTC__
 
-A2S_INLINE float exp_acc(float v) { return expf(v); }
-A2S_INLINE double exp_acc(double v) { return exp(v); }
+// The softmax's exp: exp_math.h's, not expf/exp, whose last bit differs
+// between glibc and CUDA; this one rounds the same on every device.
+A2S_INLINE float exp_acc(float v) { return exp_portable(v); }
+A2S_INLINE double exp_acc(double v) { return exp_portable(v); }
 
 // Per-pixel softmax over the S scale logits found at logits[s * stride].
 template <typename T, typename Acc>
@@ -127,10 +128,13 @@ A2S_INLINE Acc softmax_dot(const Acc* w, const Acc* a, int S) {
 }
 
 // Argmax rule of torch.argmax: larger wins, ties keep the earlier class,
-// NaN counts as the largest value.
+// NaN counts as the largest value (the first NaN is kept). Written as
+// !(v <= best) && best == best, which has the truth table of
+// v > best || (v != v && best == best) in two compares and no branch, so
+// the CPU's row loops vectorise it.
 template <typename Acc>
 A2S_INLINE bool argmax_better(Acc v, Acc best) {
-  return v > best || (v != v && best == best);
+  return !(v <= best) && best == best;
 }
 
 }  // namespace a2s

@@ -1,9 +1,13 @@
 """The real CUDA path, on machines that have a GPU (skipped elsewhere).
 
-The CUDA kernels are built with nvcc --fmad=false and share the CPU kernels'
-per-element math and summation order, so CUDA results must equal the CPU's
-bit for bit in float32 and float64; half/bfloat16 must equal the CPU's
-half/bfloat16 results too (same float32 arithmetic, same rounding).
+The CUDA kernels are built with nvcc --fmad=false (the CPU ones with
+-ffp-contract=off) and share the CPU kernels' per-element math and summation
+order; the softmax's exp is csrc/exp_math.h's, not expf (whose last bit
+differs between glibc and CUDA). So CUDA results must equal the CPU's bit for
+bit in float32 and float64; half/bfloat16 must equal the CPU's half/bfloat16
+results too (same float32 arithmetic, same rounding). The same tests run the
+runtime-compiled NVRTC kernels (attn2scale/ops/nvrtc.py) when the extension
+has no CUDA kernels and cupy is installed.
 """
 
 import pytest
@@ -14,7 +18,8 @@ from attn2scale import ops
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
-    pytest.mark.skipif(not ops.cuda_kernels_available(), reason="extension built without CUDA kernels"),
+    pytest.mark.skipif(not (ops.cuda_kernels_available() or ops.nvrtc_kernels_active()),
+                       reason="no CUDA kernels: extension built without them and no cupy for NVRTC"),
 ]
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
@@ -87,3 +92,23 @@ def test_cuda_gradcheck_and_determinism():
 def test_cuda_mixed_devices_refused():
     with pytest.raises(RuntimeError, match="is on"):
         ops.scale_merge([torch.randn(1, 2, 5, 5, device="cuda"), torch.randn(1, 2, 3, 3)], mode="avg")
+
+
+@pytest.mark.skipif(not ops.cuda_kernels_available(), reason="compares the NVRTC kernels with the nvcc-built ones")
+@pytest.mark.parametrize("mode", ["avg", "max", "attention"])
+def test_nvrtc_kernels_equal_nvcc_kernels(mode):
+    """Both builds of kernels.cuh on the same GPU: equal bit for bit."""
+    pytest.importorskip("cupy")
+    from attn2scale.ops import _nvrtc_ops
+
+    sc = [rand(2, 21, h, h, dtype=torch.float32, seed=20 + h).cuda() for h in (41, 31, 21)]
+    lg = rand(2, 3, 41, 41, dtype=torch.float32, seed=6).cuda() if mode == "attention" else None
+    want = torch.ops.attn2scale.scale_merge(sc, [41, 41], mode, lg, None, None)
+    got = _nvrtc_ops.scale_merge(sc, [41, 41], mode, lg, None, None)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    g = rand(2, 21, 41, 41, dtype=torch.float32, seed=7).cuda()
+    gw = torch.ops.attn2scale.scale_merge_backward(g, sc, mode, want[1], None, None)
+    gg = _nvrtc_ops.scale_merge_backward(g, sc, mode, want[1], None, None)
+    assert all(torch.equal(a, b) for a, b in zip(gg[0], gw[0])) and torch.equal(gg[1], gw[1])
+    x = rand(1, 21, 65, 65, dtype=torch.float32, seed=8).cuda()
+    assert torch.equal(_nvrtc_ops.upsample_argmax(x, [513, 513], True)[0], torch.ops.attn2scale.upsample_argmax(x, [513, 513], True)[0])

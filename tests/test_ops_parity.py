@@ -6,10 +6,11 @@ Tolerances:
 * float32: within 1e-5, and additionally bit for bit (torch.equal) wherever
   the design promises it. It holds for interp, scale_merge avg/max (values,
   the uint8 arg-max aux, gate), upsample_argmax (labels and score), forward.
-  It does NOT hold for scale_merge 'attention': the kernel's softmax uses the
-  C library's expf (as Caffe does: the Caffe goldens below match bit for bit)
-  while the reference uses torch.exp, whose vectorised implementation differs
-  from expf by 1 ulp on a small fraction of elements. The attention tests
+  It does NOT hold for scale_merge 'attention': the kernel's softmax uses
+  csrc/exp_math.h's exp, the correctly rounded expf (the Caffe goldens below,
+  made with glibc's expf, match bit for bit), while the reference uses
+  torch.exp, whose vectorised implementation differs by 1 ulp on a small
+  fraction of elements. The attention tests
   therefore check the weights to 2 ulp and then check bit for bit that the
   output is the reference combination of those very weights.
   Backward passes sum in a different order than PyTorch autograd (gather vs

@@ -9,7 +9,9 @@
                      materialising it.
 
 When the compiled extension is missing, every function runs the reference
-implementation in :mod:`attn2scale.ops.reference` and warns once.
+implementation in :mod:`attn2scale.ops.reference` and warns once. CUDA
+tensors with a CPU-only build run the same CUDA kernels compiled at run time
+by cupy's NVRTC when cupy is installed (:mod:`attn2scale.ops.nvrtc`).
 """
 
 from .api import (
@@ -17,6 +19,7 @@ from .api import (
     cuda_kernels_available,
     extension_available,
     interp,
+    nvrtc_kernels_active,
     scale_merge,
     upsample_argmax,
 )
@@ -29,6 +32,7 @@ __all__ = [
     "cuda_kernels_available",
     "extension_available",
     "interp",
+    "nvrtc_kernels_active",
     "reference",
     "scale_merge",
     "upsample_argmax",

@@ -30,6 +30,26 @@ _device_support = {
 }
 
 
+# CUDA tensors but no nvcc-built CUDA kernels (a pip install without a CUDA
+# toolkit): the same kernels compiled at run time through cupy's NVRTC, when
+# cupy is installed; otherwise the reason, for the fallback warning.
+_nvrtc_lib = None
+_nvrtc_why = "the extension failed to load"
+if _C is not None:
+    from . import nvrtc
+
+    _use_nvrtc, _nvrtc_why = nvrtc.select(_device_support["CUDA"])
+    if _use_nvrtc:
+        from . import _nvrtc_ops
+
+        _nvrtc_lib = _nvrtc_ops.register()
+
+
+def nvrtc_kernels_active() -> bool:
+    """True when CUDA tensors run the runtime-compiled (cupy NVRTC) kernels."""
+    return _nvrtc_lib is not None
+
+
 def extension_available() -> bool:
     """True when the compiled kernels (attn2scale._C) are loaded."""
     return _C is not None
@@ -49,11 +69,15 @@ def _use_fused(t: torch.Tensor) -> bool:
     key = {"cpu": "CPU", "cuda": "CUDA"}.get(t.device.type)
     if key is not None and _has_kernel(key):
         return True
+    if key == "CUDA" and _nvrtc_lib is not None:
+        return True
     if t.device.type == "meta":  # shape propagation: the registered fake kernels answer, or the reference does
         return _C is not None
     if not _warned:
         _warned = True
         why = f"the extension failed to load ({_EXT_ERROR})" if _C is None else f"no {t.device.type} kernels were built"
+        if key == "CUDA" and _C is not None:
+            why = _nvrtc_why
         warnings.warn(f"attn2scale: using the pure-PyTorch reference ops because {why}", RuntimeWarning, stacklevel=3)
     return False
 

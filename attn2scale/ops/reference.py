@@ -3,8 +3,10 @@
 Each function computes what the kernel computes, element by element in the
 same order (taps from a float32 ratio for float/half/bfloat16 and float64 for
 float64, Caffe's expression order), so float64 results agree to rounding and
-float32 results bit for bit, except that torch.exp and C's expf may differ
-in the last bit, so attention weights agree to about 1 ulp. Gradients come from PyTorch's autograd.
+float32 results bit for bit, except the attention weights: the kernels' exp
+is csrc/exp_math.h's (correctly rounded in float, identical on CPU and CUDA),
+torch.exp is PyTorch's vectorised one, which may differ in the last bit, so
+the weights agree to about 1 ulp. Gradients come from PyTorch's autograd.
 They materialise every intermediate map and exist to be compared against and
 to fall back on, not to be fast.
 """

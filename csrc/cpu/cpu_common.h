@@ -5,6 +5,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <type_traits>
 #include <vector>
 
 #include "../interp_math.h"
@@ -12,12 +13,24 @@
 
 namespace a2s {
 
+// Forward taps of one axis as a structure of arrays (interp_tap_table), so
+// the loops that blend rows or gather columns read contiguous weights.
 template <typename Acc>
-std::vector<Tap<Acc>> make_taps(int in, int out) {
-  const Acc r = interp_ratio<Acc>(in, out);
-  std::vector<Tap<Acc>> taps(out);
-  for (int o = 0; o < out; ++o) taps[o] = interp_tap<Acc>(o, r, in);
-  return taps;
+struct AxisTaps {
+  std::vector<int> i0, i1;
+  std::vector<Acc> l0, l1;
+  int size() const { return static_cast<int>(i0.size()); }
+};
+
+template <typename Acc>
+AxisTaps<Acc> make_taps(int in, int out) {
+  AxisTaps<Acc> t;
+  t.i0.resize(out);
+  t.i1.resize(out);
+  t.l0.resize(out);
+  t.l1.resize(out);
+  interp_tap_table<Acc>(in, out, t.i0.data(), t.i1.data(), t.l0.data(), t.l1.data());
+  return t;
 }
 
 template <typename Acc>
@@ -49,40 +62,58 @@ Footprints<Acc> make_footprints(int in, int out) {
 // separable form of bilinear_combine (x first, then y), which performs the
 // same products and sums in the same order as the 4-tap formula, so results
 // are bit-identical; the x gathers are done once per input row instead of
-// once per output row, and the y blend vectorises.
+// once per output row, and the y blend vectorises. For an identity resize
+// of float/double data the rows are the input's own (no copy).
 template <typename T, typename Acc>
 struct RowCache {
   std::vector<Acc> buf;
+  const Acc* direct = nullptr;  // identity and T == Acc: rows read in place
   int lo = 0, W = 0;
+  int64_t ld = 0;
   bool identity = false;
 
   // Input rows needed by output rows [y0, y1) of a plane of width w.
-  void fill(const T* plane, int w, const std::vector<Tap<Acc>>& th, const std::vector<Tap<Acc>>& tw, int y0,
-            int y1, bool ident) {
-    W = static_cast<int>(tw.size());
+  void fill(const T* plane, int w, const AxisTaps<Acc>& th, const AxisTaps<Acc>& tw, int y0, int y1,
+            bool ident) {
+    W = tw.size();
     identity = ident;
-    lo = th[y0].i0;
-    const int hi = th[y1 - 1].i1;
+    lo = th.i0[y0];
+    const int hi = th.i1[y1 - 1];
+    if constexpr (std::is_same<T, Acc>::value) {
+      if (identity) {
+        direct = plane;
+        ld = w;
+        return;
+      }
+    }
+    direct = nullptr;
+    ld = W;
     buf.resize(size_t(hi - lo + 1) * W);
+    const int* __restrict i0 = tw.i0.data();
+    const int* __restrict i1 = tw.i1.data();
+    const Acc* __restrict l0 = tw.l0.data();
+    const Acc* __restrict l1 = tw.l1.data();
     for (int r = lo; r <= hi; ++r) {
-      const T* src = plane + int64_t(r) * w;
-      Acc* dst = buf.data() + size_t(r - lo) * W;
-      for (int x = 0; x < W; ++x) {
-        const Tap<Acc>& u = tw[x];
-        dst[x] = identity ? Num<T>::load(src[x])
-                          : (Acc(1) - u.l1) * Num<T>::load(src[u.i0]) + u.l1 * Num<T>::load(src[u.i1]);
+      const T* __restrict src = plane + int64_t(r) * w;
+      Acc* __restrict dst = buf.data() + size_t(r - lo) * W;
+      if (identity) {
+        for (int x = 0; x < W; ++x) dst[x] = Num<T>::load(src[x]);
+      } else {
+        for (int x = 0; x < W; ++x) dst[x] = l0[x] * Num<T>::load(src[i0[x]]) + l1[x] * Num<T>::load(src[i1[x]]);
       }
     }
   }
 
   // Input row i (within the filled range), resized along x.
-  const Acc* input_row(int i) const { return buf.data() + size_t(i - lo) * W; }
+  const Acc* input_row(int i) const {
+    return direct ? direct + int64_t(i) * ld : buf.data() + size_t(i - lo) * W;
+  }
 
-  // Output row with taps t into dst[0, W).
-  void row(const Tap<Acc>& t, Acc* dst) const {
-    const Acc* a = input_row(t.i0);
-    const Acc* b = input_row(t.i1);
-    const Acc l1 = t.l1, l0 = Acc(1) - l1;
+  // Output row y of the taps th into dst[0, W).
+  void row(const AxisTaps<Acc>& th, int y, Acc* dst) const {
+    const Acc* a = input_row(th.i0[y]);
+    const Acc* b = input_row(th.i1[y]);
+    const Acc l1 = th.l1[y], l0 = th.l0[y];
     const int n = W;
     if (identity) {
       for (int x = 0; x < n; ++x) dst[x] = a[x];

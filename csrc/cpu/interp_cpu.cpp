@@ -29,7 +29,7 @@ void interp_forward_kernel(const T* x, T* y, const InterpGeometry& g) {
       const int y1 = std::min(g.Ho, y0 + kRowBlock);
       cache.fill(x + p * in_plane + int64_t(g.off) * g.W + g.off, g.W, th, tw, y0, y1, identity);
       for (int oy = y0; oy < y1; ++oy) {
-        cache.row(th[oy], row.data());
+        cache.row(th, oy, row.data());
         T* out = y + p * out_plane + int64_t(oy) * g.Wo;
         for (int ox = 0; ox < g.Wo; ++ox) out[ox] = Num<T>::store(row[ox]);
       }

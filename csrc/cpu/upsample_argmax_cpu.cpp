@@ -13,6 +13,25 @@
 namespace a2s {
 namespace {
 
+// Folds class ci's output row v(x) into the running max/argmax of the row,
+// branch-free (argmax_better) so the loop vectorises.
+template <typename Acc, typename V>
+inline void fold_class_row(int32_t ci, V v, Acc* __restrict best, int32_t* __restrict arg, int W) {
+  if (ci == 0) {
+    for (int x = 0; x < W; ++x) {
+      best[x] = v(x);
+      arg[x] = 0;
+    }
+    return;
+  }
+  for (int x = 0; x < W; ++x) {
+    const Acc val = v(x), cur = best[x];
+    const bool take = argmax_better<Acc>(val, cur);
+    best[x] = take ? val : cur;
+    arg[x] = take ? ci : arg[x];
+  }
+}
+
 template <typename T>
 void upsample_argmax_kernel(const T* x, int64_t N, int64_t C, int h, int w, int H, int W, int64_t* labels,
                             T* score) {
@@ -22,15 +41,17 @@ void upsample_argmax_kernel(const T* x, int64_t N, int64_t C, int h, int w, int 
   const bool identity = interp_identity(h, w, H, W);
   // Work items: blocks of output rows of one image; classes stream through
   // them, so the workspace (one class's input rows resized along x, and the
-  // running max of the block) does not grow with C. Blocks are larger than
-  // the merge's: a zoom-8 block of 8 rows would resize 2 input rows for it.
+  // running max of the block) does not grow with C. Per class, the input
+  // rows are resized along x first (RowCache) and each output row is the
+  // y blend of two of them, folded straight into the running max: the same
+  // arithmetic, in the same order, as bilinear_combine.
   constexpr int kBlock = 4 * kRowBlock;
   const int64_t blocks = (H + kBlock - 1) / kBlock;
   at::parallel_for(0, N * blocks, 1, [&](int64_t b, int64_t e) {
     const int Wn = W;  // a local bound: the int32 stores below could alias a captured W
     RowCache<T, Acc> cache;
     std::vector<Acc> best;
-    std::vector<int32_t> arg;  // int32 and branch-free updates let the loop vectorise
+    std::vector<int32_t> arg;
     for (int64_t item = b; item < e; ++item) {
       const int64_t n = item / blocks;
       const int y0 = static_cast<int>(item % blocks) * kBlock;
@@ -41,24 +62,15 @@ void upsample_argmax_kernel(const T* x, int64_t N, int64_t C, int h, int w, int 
         cache.fill(x + (n * C + c) * h * w, w, th, tw, y0, y1, identity);
         const int32_t ci = static_cast<int32_t>(c);
         for (int oy = y0; oy < y1; ++oy) {
-          const Tap<Acc>& t = th[oy];
-          const Acc lh1 = t.l1, lh0 = Acc(1) - lh1;
-          const Acc* r0 = cache.input_row(t.i0);
-          const Acc* r1 = cache.input_row(t.i1);
+          const Acc* __restrict r0 = cache.input_row(th.i0[oy]);
+          const Acc* __restrict r1 = cache.input_row(th.i1[oy]);
+          const Acc l0 = th.l0[oy], l1 = th.l1[oy];
           Acc* bp = best.data() + size_t(oy - y0) * Wn;
           int32_t* ap = arg.data() + size_t(oy - y0) * Wn;
-          if (c == 0) {
-            for (int ox = 0; ox < Wn; ++ox) {
-              bp[ox] = identity ? r0[ox] : lh0 * r0[ox] + lh1 * r1[ox];
-              ap[ox] = 0;
-            }
-            continue;
-          }
-          for (int ox = 0; ox < Wn; ++ox) {
-            const Acc v = identity ? r0[ox] : lh0 * r0[ox] + lh1 * r1[ox];
-            const bool take = argmax_better<Acc>(v, bp[ox]);
-            bp[ox] = take ? v : bp[ox];
-            ap[ox] = take ? ci : ap[ox];
+          if (identity) {
+            fold_class_row<Acc>(ci, [r0](int i) { return r0[i]; }, bp, ap, Wn);
+          } else {
+            fold_class_row<Acc>(ci, [r0, r1, l0, l1](int i) { return l0 * r0[i] + l1 * r1[i]; }, bp, ap, Wn);
           }
         }
       }

@@ -80,11 +80,14 @@ Launch<Params...> launch(void (*kernel)(Params...), unsigned grid, unsigned bloc
        i += int64_t(A2S_BLOCK_DIM) * A2S_GRID_DIM)
 
 namespace a2s {
+// Launch geometry. attn2scale/ops/nvrtc.py reads these two constants from
+// this file, so the runtime-compiled kernels launch exactly as the built ones.
 constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 65536;
 // Blocks for n elements; grid-stride loops cover whatever a capped grid misses.
 inline unsigned blocks_for(int64_t n, int threads = kThreads) {
   int64_t b = (n + threads - 1) / threads;
-  b = b < 1 ? 1 : (b > 65536 ? 65536 : b);
+  b = b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b);
 #if defined(A2S_HOST_SIM)
   if (b > sim::max_blocks()) b = sim::max_blocks();
 #endif
