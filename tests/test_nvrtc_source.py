@@ -17,9 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from attn2scale.ops import nvrtc
 

@@ -11,7 +11,9 @@
 When the compiled extension is missing, every function runs the reference
 implementation in :mod:`attn2scale.ops.reference` and warns once. CUDA
 tensors with a CPU-only build run the same CUDA kernels compiled at run time
-by cupy's NVRTC when cupy is installed (:mod:`attn2scale.ops.nvrtc`).
+by cupy's NVRTC when cupy is installed (:mod:`attn2scale.ops.nvrtc`). Inside
+``with use_reference():`` every function runs the reference on purpose (no
+warning), e.g. to compare or benchmark the two paths.
 """
 
 from .api import (
@@ -20,8 +22,10 @@ from .api import (
     extension_available,
     interp,
     nvrtc_kernels_active,
+    reference_forced,
     scale_merge,
     upsample_argmax,
+    use_reference,
 )
 from . import reference
 from .reference import MERGE_MODES
@@ -34,6 +38,8 @@ __all__ = [
     "interp",
     "nvrtc_kernels_active",
     "reference",
+    "reference_forced",
     "scale_merge",
     "upsample_argmax",
+    "use_reference",
 ]

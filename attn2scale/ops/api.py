@@ -3,6 +3,7 @@ choice between the compiled kernels and the pure-PyTorch reference."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Optional, Sequence, Tuple, Union
 
@@ -48,6 +49,35 @@ if _C is not None:
 def nvrtc_kernels_active() -> bool:
     """True when CUDA tensors run the runtime-compiled (cupy NVRTC) kernels."""
     return _nvrtc_lib is not None
+# Set by use_reference(). _use_fused reads this module global on every call, so
+# torch.compile guards on its value: a function compiled under one setting is
+# recompiled, not reused, when called under the other.
+_force_reference = False
+
+
+@contextlib.contextmanager
+def use_reference(enabled: bool = True):
+    """Run the pure-PyTorch reference ops (:mod:`attn2scale.ops.reference`) inside the block,
+    even where compiled kernels exist: for benchmarks and comparisons of the two paths.
+
+    >>> with use_reference():
+    ...     y = interp(torch.randn(1, 2, 3, 3), (5, 5))   # reference.interp
+
+    Process-wide (not per thread); nests, and restores the previous setting on exit.
+    ``use_reference(False)`` re-enables the kernels inside an outer block.
+    """
+    global _force_reference
+    saved = _force_reference
+    _force_reference = bool(enabled)
+    try:
+        yield
+    finally:
+        _force_reference = saved
+
+
+def reference_forced() -> bool:
+    """True inside :func:`use_reference`: the ops run the reference whatever is built."""
+    return _force_reference
 
 
 def extension_available() -> bool:
@@ -66,6 +96,8 @@ def _has_kernel(key: str) -> bool:
 
 def _use_fused(t: torch.Tensor) -> bool:
     global _warned
+    if _force_reference:  # asked for, so no warning
+        return False
     key = {"cpu": "CPU", "cuda": "CUDA"}.get(t.device.type)
     if key is not None and _has_kernel(key):
         return True

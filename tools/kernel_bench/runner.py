@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import shlex
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -23,7 +20,7 @@ from .checks import compare
 from .memory import measure_memory
 from .report import TABLE_HEADER, format_row, to_markdown, write_outputs
 from .targets import evaluate_targets
-from .timing import copy_bandwidth, sync, time_interleaved
+from .timing import compile_session, copy_bandwidth, sync, time_interleaved
 
 IMPLS = ("eager", "compiled", "fused")
 
@@ -143,19 +140,10 @@ def _copy_bw(device, tiny: bool) -> dict:
 
 def _run_rows(cases: List[Case], device, cfg, log) -> List[dict]:
     rows = []
-    tmp_cache = None
-    if cfg.compile and cfg.inductor_cache == "fresh":
-        tmp_cache = tempfile.TemporaryDirectory(prefix="bench_inductor_")
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tmp_cache.name
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # inductor chatter, not ours
-            for case in cases:
-                for pass_name in case.passes:
-                    rows.append(run_case_pass(case, pass_name, device, cfg, log))
-    finally:
-        if tmp_cache is not None:
-            tmp_cache.cleanup()
+    with compile_session(cfg.compile, cfg.inductor_cache, "bench_inductor_"):
+        for case in cases:
+            for pass_name in case.passes:
+                rows.append(run_case_pass(case, pass_name, device, cfg, log))
     return rows
 
 

@@ -8,10 +8,14 @@ Shared API: ``sync(device)``, ``stats(samples)``,
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import statistics
+import tempfile
 import time
-from typing import Callable, Dict, List
+import warnings
+from typing import Callable, Dict, Iterator, List
 
 import torch
 
@@ -89,3 +93,19 @@ def copy_bandwidth(device: torch.device, nbytes: int = 64 << 20, repeats: int = 
     moved = 2 * n * 4
     return {"bytes": n * 4, "repeats": repeats, "gbps": moved / min(times) / 1e9,
             "median_gbps": moved / statistics.median(times) / 1e9}
+
+
+@contextlib.contextmanager
+def compile_session(compile_: bool, cache: str, prefix: str) -> Iterator[None]:
+    """The block a benchmark compiles in: with ``cache == "fresh"`` an empty temporary inductor cache
+    (cold compile times, as a new user sees them), and inductor's UserWarnings silenced."""
+    tmp = tempfile.TemporaryDirectory(prefix=prefix) if compile_ and cache == "fresh" else None
+    if tmp is not None:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tmp.name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # inductor chatter, not ours
+            yield
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
