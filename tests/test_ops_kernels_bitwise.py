@@ -17,8 +17,8 @@ order the design fixes (csrc/interp_math.h, csrc/scale_merge_math.h):
 * upsample_argmax: torch.argmax of the resized map (first maximum, NaN
   largest).
 
-Attention weights come from the C library's expf (see test_ops_parity.py),
-which torch.exp does not reproduce bit for bit; the attention tests take the
+Attention weights come from the kernels' own exp (csrc/exp_math.h, see
+test_ops_parity.py), which torch.exp does not reproduce bit for bit; the attention tests take the
 kernel's weights (aux) as an input and check the arithmetic around them.
 """
 

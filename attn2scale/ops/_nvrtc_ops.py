@@ -39,8 +39,10 @@ def _launch(t: torch.Tensor, name: str, n: int, *args):
     cupy = nvrtc.require_cupy()
     threads, _ = nvrtc.launch_geometry()
     tname = nvrtc.DTYPES[t.dtype]
-    fn = nvrtc.module(tname).get_function(name.replace("<T", "<" + tname))
+    # The function is fetched with t's device current: a cupy RawModule's functions belong to the device
+    # current when they are looked up.
     with cupy.cuda.Device(t.device.index), cupy.cuda.ExternalStream(torch.cuda.current_stream(t.device).cuda_stream):
+        fn = nvrtc.module(tname).get_function(name.replace("<T", "<" + tname))
         fn((nvrtc.blocks_for(n),), (threads,), args)
 
 
