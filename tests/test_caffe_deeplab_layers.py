@@ -152,27 +152,29 @@ def test_repeated_layer_names_are_accepted_and_weights_go_to_the_first():
     np.testing.assert_allclose(net(x)["c2"].detach().numpy(), c2, rtol=1e-5)
 
 
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, written by hand (wire format)."""
+    key, out = (number << 3) | 2, b""
+    for v in (key, len(payload)):
+        while v >= 0x80:
+            out += bytes([(v & 0x7F) | 0x80])
+            v >>= 7
+        out += bytes([v])
+    return out + payload
+
+
 def test_deeplab_v2_binary_numbers_are_read_into_the_right_fields(tmp_path):
     """A caffemodel written by DeepLab v2 stores seg_accuracy_param at 144 and bias_channel_param at
     149 (BVLC's crop_param and the authors' fork's bin_write_param here): build such bytes field by
     field with the wire format, and read them back into the DeepLab fields."""
     from attn2scale.caffe import read_caffemodel, schema
 
-    def field(number: int, payload: bytes) -> bytes:  # a length-delimited field, written by hand
-        key, out = (number << 3) | 2, b""
-        for v in (key, len(payload)):
-            while v >= 0x80:
-                out += bytes([(v & 0x7F) | 0x80])
-                v >>= 7
-            out += bytes([v])
-        return out + payload
-
     seg = schema.SegAccuracyParameter(ignore_label=[255, 254], reset=False).SerializeToString()
     bias = schema.BiasChannelParameter(bg_bias=0.5, fg_bias=3.0, background_label=2).SerializeToString()
-    layers = [field(1, b"acc") + field(2, b"SegAccuracy") + field(144, seg),
-              field(1, b"bias") + field(2, b"BiasChannel") + field(149, bias)]
+    layers = [_field(1, b"acc") + _field(2, b"SegAccuracy") + _field(144, seg),
+              _field(1, b"bias") + _field(2, b"BiasChannel") + _field(149, bias)]
     path = tmp_path / "v2.caffemodel"
-    path.write_bytes(b"".join(field(100, lp) for lp in layers))
+    path.write_bytes(b"".join(_field(100, lp) for lp in layers))
     net = read_caffemodel(path)
     acc, bc = net.layer
     assert list(acc.seg_accuracy_param.ignore_label) == [255, 254] and acc.seg_accuracy_param.reset is False
@@ -250,16 +252,6 @@ def test_repeated_weight_layers_of_a_file_load_in_file_order(tmp_path):
     with pytest.warns(UserWarning):
         net.load_caffemodel(path)
     assert (net.layer("a").weight == 3).all()
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    key, out = (number << 3) | 2, b""
-    for v in (key, len(payload)):
-        while v >= 0x80:
-            out += bytes([(v & 0x7F) | 0x80])
-            v >>= 7
-        out += bytes([v])
-    return out + payload
 
 
 def test_deeplab_v2_mat_write_and_mat_read_and_a_bvlc_parameter_layer_decode(tmp_path):

@@ -167,12 +167,7 @@ def main(argv: Optional[Sequence[str]] = None, log: Callable = print,
     in (``workloads.default_contexts``; the tests inject a wrong op through it)."""
     cfg = parse_args(argv)
     start = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: CUDA is not available")
-    machine = mach.machine_info(device)
+    device, machine = mach.setup_device(cfg.device, cfg.threads)
     log(f"{machine['cpu_model']} | {machine['logical_cores']} cores | torch {machine['torch_version']} | "
         f"{machine['torch_threads']} threads | device {device} | sizes {cfg.sizes.describe()}")
     rows, check_results, breakdowns = _run_all(cfg, device, {**wl.default_contexts(), **(contexts or {})}, log)

@@ -66,3 +66,13 @@ def busy_note(machine: dict, load_end: Optional[List[float]]) -> Optional[str]:
     end = f"{load_end[0]:.2f}" if load_end else "n/a"
     return (f"Other processes were busy: 1-minute load average {start[0]:.2f} when the run started "
             f"({end} at the end, this run included) on {cores} cores.")
+
+
+def setup_device(name: str, threads: int):
+    """``(device, machine info)`` for a run: intra-op threads set when given, CUDA required when asked."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available")
+    return device, machine_info(device)

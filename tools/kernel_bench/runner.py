@@ -171,12 +171,7 @@ def main(argv: Optional[Sequence[str]] = None, log=print, description: str = "",
     """Run the benchmark and return the report; ``case_hook`` may replace a case's pieces (tests)."""
     cfg = parse_args(argv, description)
     start = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: CUDA is not available")
-    machine = mach.machine_info(device)
+    device, machine = mach.setup_device(cfg.device, cfg.threads)
     cfg.peak_gbps = machine.get("peak_dram_gbps")
     notes = _fallback_notes(device, machine)
     for n in notes:

@@ -100,6 +100,7 @@ def compile_session(compile_: bool, cache: str, prefix: str) -> Iterator[None]:
     """The block a benchmark compiles in: with ``cache == "fresh"`` an empty temporary inductor cache
     (cold compile times, as a new user sees them), and inductor's UserWarnings silenced."""
     tmp = tempfile.TemporaryDirectory(prefix=prefix) if compile_ and cache == "fresh" else None
+    saved = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if tmp is not None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tmp.name
     try:
@@ -109,3 +110,7 @@ def compile_session(compile_: bool, cache: str, prefix: str) -> Iterator[None]:
     finally:
         if tmp is not None:
             tmp.cleanup()
+            if saved is None:  # later compiles in this process must not write into the deleted folder
+                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = saved
