@@ -58,7 +58,8 @@ def _nvidia_pip_includes():
 
 
 def _extensions():
-    sources = ["csrc/python_module.cpp", "csrc/ops.cpp", "csrc/op_common.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    sources = ["csrc/python_module.cpp", "csrc/ops.cpp", "csrc/op_common.cpp", "csrc/autograd.cpp"]
+    sources += sorted(glob.glob("csrc/cpu/*.cpp"))
     # -ffp-contract=off: no fused multiply-add on the host either (as nvcc
     # --fmad=false), so the shared math headers round the same on both
     # devices, exp_math.h's exp included (FMA-capable targets such as aarch64

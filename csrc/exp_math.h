@@ -86,13 +86,31 @@ A2S_INLINE double exp_portable(double x) {
 // dependency chains: this runs once per scale and pixel in the softmax).
 // Truncation < 7e-15 relative, far below float's half ulp (3e-8), and every
 // k here keeps 2^k and the product normal in double: one rounding, to float.
-A2S_INLINE float exp_portable(float xf) {
-  if (xf != xf) return xf;
-  if (xf > 89.0f) return xf * 3.0e38f;  // +inf
-  if (xf < -104.0f) return 0.0f;        // below half the smallest float subnormal
-  const double x = static_cast<double>(xf);
+//
+// Split in three so that the CPU's softmax loops vectorise it (a loop with
+// the special cases as branches does not: GCC keeps them as control flow):
+// exp_float_arg clamps the argument to [-104, 89] (NaN to -104), the core
+// computes on the clamped value with no branch, and exp_portable puts NaN
+// back. The clamp changes no result: below -104 the old early return gave
+// 0, and exp(-104) = 6.8e-46 is below half the smallest subnormal (7.0e-46),
+// so it rounds to +0 too; above 89 it gave +inf, and exp(89) = 4.5e38
+// exceeds FLT_MAX, so it rounds to +inf too.
+constexpr float kExpFloatLo = -104.0f;
+constexpr float kExpFloatHi = 89.0f;
+
+A2S_INLINE float exp_float_arg(float x) {
+  const float lo = x >= kExpFloatLo ? x : kExpFloatLo;  // NaN compares false: -104
+  return lo <= kExpFloatHi ? lo : kExpFloatHi;
+}
+
+// exp of a value already clamped by exp_float_arg. The round-half-away k
+// adds a selected +-0.5 (a select of constants, not of two computations, so
+// it stays branch-free); 2^k is built from the bits through a 32-bit
+// unsigned (k + 1023 > 0 here), which the vectoriser handles.
+A2S_INLINE float exp_float_clamped(float xc) {
+  const double x = static_cast<double>(xc);
   const double t = x * kInvLn2;
-  const int k = static_cast<int>(t < 0.0 ? t - 0.5 : t + 0.5);
+  const int k = static_cast<int>(t + (t < 0.0 ? -0.5 : 0.5));
   const double kd = static_cast<double>(k);
   const double r = (x - kd * kLn2Hi) - kd * kLn2Lo;
   const double r2 = r * r, r4 = r2 * r2;
@@ -103,7 +121,19 @@ A2S_INLINE float exp_portable(float xf) {
   const double a4 = 2.755731922398589e-07 + 2.505210838544172e-08 * r;
   const double q = (a0 + a1 * r2) + (a2 + a3 * r2) * r4 + a4 * (r4 * r4);
   const double e = 1.0 + (r + r2 * q);
-  return static_cast<float>(e * pow2i(k));
+  const uint64_t bits = static_cast<uint64_t>(static_cast<uint32_t>(k + 1023)) << 52;
+#if defined(__CUDA_ARCH__)
+  const double p = __longlong_as_double(static_cast<long long>(bits));
+#else
+  double p;
+  __builtin_memcpy(&p, &bits, sizeof p);
+#endif
+  return static_cast<float>(e * p);
+}
+
+A2S_INLINE float exp_portable(float xf) {
+  if (xf != xf) return xf;
+  return exp_float_clamped(exp_float_arg(xf));
 }
 
 }  // namespace a2s

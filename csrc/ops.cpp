@@ -1,5 +1,5 @@
-// The op schemas, in one place. Device kernels register in cpu/ and cuda/;
-// fake (meta) kernels and autograd are registered from Python
+// The op schemas, in one place. Device kernels register in cpu/ and cuda/,
+// autograd in autograd.cpp; fake (meta) kernels are registered from Python
 // (attn2scale/ops/_registration.py) through torch.library. No Python here:
 // the same file builds the Python extension (with python_module.cpp) and the
 // plain C++ library and benchmark (CMakeLists.txt).

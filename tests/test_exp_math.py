@@ -98,3 +98,48 @@ def test_double_exp_within_one_ulp(lib):
     err = np.abs(got.astype(np.longdouble) - want) / ulp
     assert float(err.max()) <= 1.0, float(err.max())
     assert run(lib, np.array([0.0, -np.inf, np.inf, 710.0, -746.0]))[[0, 1, 2, 3, 4]].tolist() == [1.0, 0.0, np.inf, np.inf, 0.0]
+
+
+def softmax_weights_scalar(lib, logits):
+    """softmax_scales (scale_merge_math.h) per pixel, in float32 numpy with the
+    shim's scalar exp: running max over the scales, exp of the difference, the
+    sum in scale order, one division."""
+    x = logits.astype(np.float32)
+    m = x[:, 0].copy()
+    for s in range(1, x.shape[1]):
+        v = x[:, s]
+        m = np.where(v > m, v, m)  # m = v > m ? v : m, NaN included
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN, as in the kernel
+        e = np.stack([run(lib, (x[:, s] - m).astype(np.float32)) for s in range(x.shape[1])], 1)
+    total = np.zeros_like(m)
+    for s in range(x.shape[1]):
+        total = (total + e[:, s]).astype(np.float32)
+    return (e / total[:, None]).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_cpu_softmax_weights_bitwise(lib, dtype):
+    """The CPU kernels' softmax runs exp_portable as separate vectorised loops
+    (clamp, core, NaN); its weights must be bitwise the scalar exp's, for
+    ordinary logits, far-apart ones (exp underflow), infinities and NaN."""
+    torch = pytest.importorskip("torch")
+    ops = pytest.importorskip("attn2scale.ops")
+    if not ops.extension_available():
+        pytest.skip("needs the compiled extension (attn2scale._C)")
+    rng = np.random.default_rng(3)
+    n, S, H, W = 3, 4, 37, 29  # H * W = 1073: several 256-pixel blocks and a ragged last one
+    logits = rng.normal(0, 3, (n, S, H, W)).astype(np.float32)
+    logits[0, :, 0, :8] = [[0, 150, -150, np.inf, -np.inf, np.nan, 1e30, -1e30]] * S
+    logits[1, 2, 5, :] = -200.0
+    logits[2, 1, 7, 3] = np.nan
+    tdt = getattr(torch, dtype)
+    t = torch.from_numpy(logits).to(tdt)
+    scores = [torch.zeros(n, 1, H, W, dtype=tdt) for _ in range(S)]
+    _, w = torch.ops.attn2scale.scale_merge(scores, [H, W], "attention", t, None, None)
+    flat = t.float().numpy().transpose(0, 2, 3, 1).reshape(-1, S)  # what the kernel loads, as float
+    want = softmax_weights_scalar(lib, flat).reshape(n, H, W, S).transpose(0, 3, 1, 2)
+    want = torch.from_numpy(np.ascontiguousarray(want)).to(tdt)  # one rounding to the storage type
+    got = w.contiguous()
+    assert torch.equal(torch.isnan(got.float()), torch.isnan(want.float()))
+    same = (got.float() == want.float()) | torch.isnan(want.float())
+    assert bool(same.all()), f"{int((~same).sum())} of {same.numel()} weights differ"

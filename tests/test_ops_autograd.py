@@ -244,8 +244,8 @@ def test_interp_backward_deterministic(device):
 # test_aot_dispatch_dynamic (the default: all of them). Choices per op:
 # * interp / interp_backward / scale_merge: all four, with inputs that require
 #   grad, so the registered autograd (and, via aot_dispatch, the backward's own
-#   fake kernel) is exercised. scale_merge's aux output is marked
-#   non-differentiable in setup_context (ctx.mark_non_differentiable), so
+#   fake kernel) is exercised. scale_merge's aux output never requires grad
+#   (csrc/autograd.cpp keeps it out of the autograd node's outputs), so
 #   aot_dispatch compares gradients of `out` only; no test needs dropping.
 # * scale_merge_backward and upsample_argmax have no autograd formula:
 #   all four tests on inputs that do not require grad (their use: inside a

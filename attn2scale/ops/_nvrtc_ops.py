@@ -1,10 +1,10 @@
 """The five ops on CUDA tensors through the NVRTC-compiled kernels.
 
 Registered for torch's CUDA dispatch key by :func:`register` (see
-attn2scale/ops/nvrtc.py), so the fake kernels and autograd of
-_registration.py apply unchanged. Each function mirrors csrc/cuda/ops_cuda.cpp
-(checks, contiguous inputs, allocation) and launchers.inl (which kernels, how
-many blocks).
+attn2scale/ops/nvrtc.py), so the fake kernels of _registration.py and the
+C++ autograd kernels (csrc/autograd.cpp, Autograd key) apply unchanged. Each
+function mirrors csrc/cuda/ops_cuda.cpp (checks, contiguous inputs,
+allocation) and launchers.inl (which kernels, how many blocks).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Fake (meta) kernels and autograd for the compiled ops, through torch.library.
+"""Fake (meta) kernels for the compiled ops, through torch.library.
 
 Imported once the extension has loaded. Fake kernels let torch.compile and
-FakeTensor trace through the ops; autograd registrations make the forward
-ops differentiable with the gather-based backward kernels.
+FakeTensor trace through the ops. Their autograd is not here: it is C++
+(csrc/autograd.cpp, registered for the Autograd dispatch key when the
+extension loads), which makes the forward ops differentiable with the
+gather-based backward kernels on every backend.
 """
 
 from __future__ import annotations
@@ -100,85 +102,3 @@ def _upsample_argmax_fake(scores, size, with_score=False):
     labels = scores.new_empty((n, size[0], size[1]), dtype=torch.long)
     score = scores.new_empty((n, size[0], size[1]) if with_score else (0,))
     return labels, score
-
-
-# ---- autograd -------------------------------------------------------------
-
-
-def _interp_setup(ctx, inputs, output):
-    x, _size, pad_beg, pad_end = inputs
-    ctx.input_shape = tuple(x.shape)
-    ctx.pads = (pad_beg, pad_end)
-
-
-def _interp_bwd(ctx, grad):
-    g = torch.ops.attn2scale.interp_backward(grad, list(ctx.input_shape), *ctx.pads)
-    return g, None, None, None
-
-
-def _interp_backward_setup(ctx, inputs, output):
-    grad, _shape, pad_beg, pad_end = inputs
-    ctx.size = (grad.shape[2], grad.shape[3])
-    ctx.pads = (pad_beg, pad_end)
-
-
-def _interp_backward_bwd(ctx, gg):
-    # interp_backward is linear in grad; its adjoint is interp itself.
-    return torch.ops.attn2scale.interp(gg, list(ctx.size), *ctx.pads), None, None, None
-
-
-def _merge_setup(ctx, inputs, output):
-    scores, _size, mode, logits, gate, avg_weight = inputs
-    _out, aux = output
-    ctx.mark_non_differentiable(aux)
-    ctx.mode = mode
-    ctx.avg_weight = avg_weight
-    ctx.has_logits = logits is not None
-    ctx.has_gate = gate is not None
-    ctx.num_scales = len(scores)
-    ctx.save_for_backward(aux, gate, *scores)
-
-
-def _merge_bwd(ctx, grad_out, _grad_aux):
-    aux, gate, *scores = ctx.saved_tensors
-    g_scores, g_logits, g_gate = torch.ops.attn2scale.scale_merge_backward(
-        grad_out, scores, ctx.mode, aux, gate, ctx.avg_weight
-    )
-    return (
-        list(g_scores),
-        None,
-        None,
-        g_logits if ctx.has_logits else None,
-        g_gate if ctx.has_gate else None,
-        None,
-    )
-
-
-def _merge_backward_setup(ctx, inputs, output):
-    pass
-
-
-def _merge_backward_bwd(ctx, *grads):
-    raise RuntimeError(
-        "attn2scale::scale_merge_backward is not differentiable (double backward through scale_merge is not "
-        "implemented); use attn2scale.ops.reference.scale_merge if you need higher-order gradients"
-    )
-
-
-def _no_grad_setup(ctx, inputs, output):
-    ctx.mark_non_differentiable(*output)
-
-
-def _no_grad_bwd(ctx, *grads):  # never reached: every output is non-differentiable
-    raise RuntimeError("attn2scale::upsample_argmax is not differentiable")
-
-
-torch.library.register_autograd(_lib + "interp", _interp_bwd, setup_context=_interp_setup)
-torch.library.register_autograd(
-    _lib + "interp_backward", _interp_backward_bwd, setup_context=_interp_backward_setup
-)
-torch.library.register_autograd(_lib + "scale_merge", _merge_bwd, setup_context=_merge_setup)
-torch.library.register_autograd(
-    _lib + "scale_merge_backward", _merge_backward_bwd, setup_context=_merge_backward_setup
-)
-torch.library.register_autograd(_lib + "upsample_argmax", _no_grad_bwd, setup_context=_no_grad_setup)

@@ -11,11 +11,25 @@ namespace a2s {
 namespace {
 
 // Softmax over the scales of every pixel; the weights are stored (the
-// backward reuses them) and read back by the merge.
+// backward reuses them) and read back by the merge. Double runs
+// softmax_scales per pixel; float (and half/bf16, which accumulate in float)
+// run softmax_float_block over a block of pixels, whose loops vectorise.
 template <typename T>
 void attention_weights(const MergeGeometry& g, const T* logits, T* wts) {
   using Acc = typename Num<T>::acc;
   const int64_t HW = int64_t(g.H) * g.W;
+  if constexpr (std::is_same<Acc, float>::value) {
+    const int64_t blocks = (HW + kSoftmaxBlock - 1) / kSoftmaxBlock;
+    at::parallel_for(0, g.N * blocks, grain_for(int64_t(g.S) * kSoftmaxBlock * 8), [&](int64_t b, int64_t e) {
+      SoftmaxScratch sc(g.S);
+      for (int64_t item = b; item < e; ++item) {
+        const int64_t n = item / blocks, p0 = (item % blocks) * kSoftmaxBlock;
+        const int len = static_cast<int>(std::min<int64_t>(kSoftmaxBlock, HW - p0));
+        softmax_float_block<T>(logits + n * g.S * HW + p0, wts + n * g.S * HW + p0, HW, g.S, len, sc);
+      }
+    });
+    return;
+  }
   at::parallel_for(0, g.N * HW, grain_for(g.S * 8), [&](int64_t b, int64_t e) {
     Acc w[kMaxScales];
     for (int64_t i = b; i < e; ++i) {
