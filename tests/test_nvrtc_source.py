@@ -3,23 +3,27 @@
 Running the kernels needs a GPU (tests/test_cuda_device.py). Here: the source
 string handed to NVRTC is complete (every project header inlined once, no
 project #include left) and compiles, both with the real NVRTC library that
-torch's CUDA wheels ship and with nvcc; the launch geometry and argument
-structs agree with the C++ side; the path is chosen only when it should be,
-and a missing cupy gives a message naming the extra.
+torch's CUDA wheels ship and with nvcc; every toolkit include folder reaches
+NVRTC; the launch geometry and argument structs agree with the C++ side; the
+path is chosen only when it should be, on the first CUDA tensor rather than
+at import, and a missing cupy gives a message naming the extra. (The ops'
+argument checks: tests/test_nvrtc_checks.py.)
 """
 
 import ctypes
 import glob
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from attn2scale.ops import nvrtc
+from attn2scale.ops import MERGE_MODES, nvrtc
 
 REPO = Path(__file__).resolve().parents[1]
 TYPES = ["float", "double", "__half", "__nv_bfloat16"]
@@ -53,6 +57,52 @@ def test_kernel_names_exist_in_source():
             assert re.search(rf"A2S_KERNEL void {base}\(", src), name
 
 
+def test_kernel_names_cover_every_merge_mode():
+    """One instance of each merge kernel per MergeMode code of the Python table."""
+    names = " ".join(nvrtc.kernel_names("float"))
+    for kernel in ("merge_forward", "merge_backward_scores", "merge_backward_pixels"):
+        codes = [int(m) for m in re.findall(rf"a2s::kern::{kernel}<float, (\d+)>", names)]
+        assert codes == list(MERGE_MODES.values()), kernel
+
+
+def _fake_toolkit(tmp_path, monkeypatch):
+    """CUDA_HOME and two nvidia pip wheel folders, each with cuda_fp16.h, plus one
+    without it; returns the folders toolkit_include_dirs should find, in order."""
+    cuda_home, site = tmp_path / "cuda", tmp_path / "site"
+    found = [cuda_home / "include", site / "nvidia" / "cu13" / "include", site / "nvidia" / "cuda_runtime" / "include"]
+    for d in found:
+        d.mkdir(parents=True)
+        (d / "cuda_fp16.h").write_text("")
+    (site / "nvidia" / "cu12" / "include").mkdir(parents=True)  # no cuda_fp16.h: not a toolkit folder
+    monkeypatch.setenv("CUDA_HOME", str(cuda_home))
+    monkeypatch.setattr(sys, "path", [str(site)])
+    return [str(d) for d in found]
+
+
+def test_compile_options_pass_every_include_dir_in_order(tmp_path, monkeypatch):
+    dirs = _fake_toolkit(tmp_path, monkeypatch)
+    assert nvrtc.toolkit_include_dirs() == dirs
+    for t in TYPES:
+        assert nvrtc.compile_options(t) == nvrtc.OPTIONS + tuple(f"-I{d}" for d in dirs), t
+    assert nvrtc.compile_options("float", []) == nvrtc.OPTIONS
+    for t in ("__half", "__nv_bfloat16"):
+        with pytest.raises(RuntimeError, match=f"NVRTC kernels for {t} need cuda_fp16.h"):
+            nvrtc.compile_options(t, [])
+
+
+def test_module_compiles_with_compile_options(tmp_path, monkeypatch):
+    """nvrtc.module hands cupy's RawModule every include folder (a stand-in cupy records the call)."""
+    dirs = _fake_toolkit(tmp_path, monkeypatch)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(RawModule=lambda **kw: kw))
+    nvrtc.module.cache_clear()
+    try:
+        got = nvrtc.module("__half")
+    finally:
+        nvrtc.module.cache_clear()
+    assert got["options"] == nvrtc.OPTIONS + tuple(f"-I{d}" for d in dirs)
+    assert got["name_expressions"] == nvrtc.kernel_names("__half")
+
+
 def _libnvrtc():
     for base in sys.path:
         for lib in sorted(glob.glob(os.path.join(base, "nvidia", "cu*", "lib", "libnvrtc.so.*"))):
@@ -76,7 +126,7 @@ def test_source_compiles_with_nvrtc(type_name):
     names = nvrtc.kernel_names(type_name)
     for n in names:
         assert lib.nvrtcAddNameExpression(prog, n.encode()) == 0
-    opts = [o.encode() for o in nvrtc.OPTIONS + tuple(f"-I{d}" for d in nvrtc.toolkit_include_dirs()[:1])]
+    opts = [o.encode() for o in nvrtc.compile_options(type_name)]
     opts.append(b"-arch=compute_80")
     rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
     size = ctypes.c_size_t()
@@ -161,34 +211,102 @@ def test_missing_cupy_names_the_extra(monkeypatch):
         nvrtc.require_cupy()
 
 
+# A CPU-only extension on a pretended GPU (torch.cuda.is_available counts its
+# calls), with a stand-in cupy or none: what is decided at import, at the
+# first CUDA tensor, and after. _use_fused reads only a tensor's device.
 WIRING = """
-import sys, types, warnings, torch
-torch.cuda.is_available = lambda: True
-if {fake_cupy}:
-    sys.modules["cupy"] = types.ModuleType("cupy")
-else:
-    sys.modules["cupy"] = None
+import json, sys, types, warnings, torch
+asked = []
+torch.cuda.is_available = lambda: asked.append(1) or True
+sys.modules["cupy"] = types.ModuleType("cupy") if {fake_cupy} else None
 from attn2scale.ops import api
-has = torch._C._dispatch_has_kernel_for_dispatch_key("attn2scale::scale_merge", "CUDA")
-print(api.nvrtc_kernels_active(), has, api.cuda_kernels_available(), "|", api._nvrtc_why)
+has = lambda: torch._C._dispatch_has_kernel_for_dispatch_key("attn2scale::scale_merge", "CUDA")
+at_import = dict(asked=len(asked), decided=api._nvrtc_decided, has_kernel=has(),
+                 nvrtc_loaded="attn2scale.ops.nvrtc" in sys.modules)
+cuda_tensor = types.SimpleNamespace(device=torch.device("cuda", 0))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    fused = api._use_fused(cuda_tensor)
+    first = dict(fused=fused, asked=len(asked), has_kernel=has(), why=api._nvrtc_why,
+                 warnings=[str(w.message) for w in caught])
+    again = dict(fused=api._use_fused(cuda_tensor), active=api.nvrtc_kernels_active(), asked=len(asked))
+print(json.dumps(dict(at_import=at_import, first=first, again=again, compiled=api.cuda_kernels_available())))
 """
 
 
-@pytest.mark.parametrize("fake_cupy", [True, False], ids=["cupy", "no-cupy"])
-def test_gpu_without_cuda_kernels_selects_nvrtc(fake_cupy):
-    """A (pretended) GPU and a CPU-only extension: the ops get NVRTC CUDA
-    kernels when cupy imports, else the fallback says which extra to install."""
+def _run(code):
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("ATTN2SCALE_NVRTC", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _needs_cpu_only_extension():
     from attn2scale import ops
 
     if not ops.extension_available() or ops.cuda_kernels_available():
         pytest.skip("needs the CPU-only extension")
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("ATTN2SCALE_NVRTC", None)
-    out = subprocess.run([sys.executable, "-c", WIRING.format(fake_cupy=fake_cupy)], capture_output=True, text=True,
-                         env=env, check=True).stdout.strip()
-    active, has_kernel, compiled, why = re.match(r"(\w+) (\w+) (\w+) \|\s*(.*)", out).groups()
-    assert compiled == "False"
+
+
+@pytest.mark.parametrize("fake_cupy", [True, False], ids=["cupy", "no-cupy"])
+def test_gpu_without_cuda_kernels_selects_nvrtc(fake_cupy):
+    """A (pretended) GPU and a CPU-only extension: nothing is decided at import
+    (no torch.cuda.is_available call); the first CUDA tensor gets NVRTC CUDA
+    kernels when cupy imports, else the reference with a warning naming the
+    extra to install; the decision is made once."""
+    _needs_cpu_only_extension()
+    r = _run(WIRING.format(fake_cupy=fake_cupy))
+    assert r["compiled"] is False
+    assert r["at_import"] == dict(asked=0, decided=False, has_kernel=False, nvrtc_loaded=False)
+    first, again = r["first"], r["again"]
+    assert first["asked"] == 1 and again["asked"] == 1
     if fake_cupy:
-        assert (active, has_kernel, why) == ("True", "True", "")
+        assert (first["fused"], first["has_kernel"], first["why"], first["warnings"]) == (True, True, "", [])
+        assert again == dict(fused=True, active=True, asked=1)
     else:
-        assert (active, has_kernel) == ("False", "False") and "pip install -e .[cupy]" in why
+        assert (first["fused"], first["has_kernel"]) == (False, False) and "pip install -e .[cupy]" in first["why"]
+        assert len(first["warnings"]) == 1 and "pip install -e .[cupy]" in first["warnings"][0]
+        assert again == dict(fused=False, active=False, asked=1)
+
+
+def test_nvrtc_selection_mark_is_assume_constant_result():
+    """api marks _select_nvrtc as torch.compiler.assume_constant_result does
+    (without importing torch._dynamo); a torch that marks differently fails here."""
+    import torch
+
+    from attn2scale.ops import api
+
+    def probe():
+        return True
+
+    marks = dict(vars(torch.compiler.assume_constant_result(probe)))
+    assert marks and all(getattr(api._select_nvrtc, k, None) == v for k, v in marks.items()), marks
+
+
+COMPILED_FIRST_DECISION = """
+import json, sys, torch
+from attn2scale.ops import api, nvrtc
+select, calls = nvrtc.select, []
+
+def pretend_gpu_and_cupy(compiled_cuda):
+    calls.append(compiled_cuda)
+    return select(compiled_cuda, gpu=lambda: True, have_cupy=lambda: True)
+
+nvrtc.select = pretend_gpu_and_cupy
+imported_dynamo = "torch._dynamo" in sys.modules
+fn = torch.compile(lambda x: x + 1 if api.nvrtc_kernels_active() else x - 1, fullgraph=True, backend="eager")
+out = fn(torch.zeros(2)).tolist()
+has = torch._C._dispatch_has_kernel_for_dispatch_key("attn2scale::scale_merge", "CUDA")
+print(json.dumps(dict(imported_dynamo=imported_dynamo, out=out, calls=len(calls), has_kernel=has,
+                      active=api.nvrtc_kernels_active(), calls_after=len(calls))))
+"""
+
+
+def test_first_decision_inside_torch_compile():
+    """The first decision may happen while torch.compile traces (fullgraph):
+    dynamo runs it as plain Python, once, instead of failing on the cupy import
+    and the op registration. Importing the ops does not import torch._dynamo."""
+    _needs_cpu_only_extension()
+    r = _run(COMPILED_FIRST_DECISION)
+    assert r == dict(imported_dynamo=False, out=[1.0, 1.0], calls=1, has_kernel=True, active=True, calls_after=1)

@@ -101,7 +101,7 @@ MERGE_CASES = [((41, 41), [(41, 41), (31, 31), (21, 21)]), ((13, 9), [(41, 30), 
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("with_gate", [False, True], ids=["nogate", "gate"])
-@pytest.mark.parametrize("mode", ["avg", "max", "attention"])
+@pytest.mark.parametrize("mode", list(ops.MERGE_MODES))
 @pytest.mark.parametrize("case", range(len(MERGE_CASES)))
 def test_scale_merge_forward_backward_bitwise(case, mode, with_gate, threads):
     size, sides = MERGE_CASES[case]

@@ -43,7 +43,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and ops.cuda_kernels_available() else [])
-MODES = ("avg", "max", "attention")
+MODES = tuple(ops.MERGE_MODES)  # every merge mode, from the one Python table
 LOW_EPS = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
 
 

@@ -20,20 +20,18 @@ sys.path.insert(0, str(REPO))
 def seconds_per_iteration(fused: bool, batch: int, iters: int) -> float:
     import torch
 
+    from attn2scale import ops
     from attn2scale.engine.losses import segmentation_loss
     from attn2scale.engine.solver import CaffeSGD
     from attn2scale.models import build_model
-    from attn2scale.ops import api
 
     torch.manual_seed(0)
     model = build_model("attention_to_scale", num_classes=21).train()
     opt = CaffeSGD(model.caffe_param_groups(), momentum=0.9, weight_decay=0.0005, rate=0.001)
     image = torch.randn(batch, 3, 321, 321)
     label = torch.randint(0, 21, (batch, 321, 321))
-    saved = api._use_fused
-    api._use_fused = saved if fused else (lambda t: False)
-    try:
-        times = []
+    times = []
+    with ops.use_reference(not fused):
         for k in range(iters + 1):  # the first is a warm-up
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
@@ -42,8 +40,6 @@ def seconds_per_iteration(fused: bool, batch: int, iters: int) -> float:
             opt.step()
             if k:
                 times.append(time.perf_counter() - t0)
-    finally:
-        api._use_fused = saved
     return sorted(times)[len(times) // 2]
 
 

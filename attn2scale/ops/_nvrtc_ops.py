@@ -4,7 +4,10 @@ Registered for torch's CUDA dispatch key by :func:`register` (see
 attn2scale/ops/nvrtc.py), so the fake kernels of _registration.py and the
 C++ autograd kernels (csrc/autograd.cpp, Autograd key) apply unchanged. Each
 function mirrors csrc/cuda/ops_cuda.cpp (checks, contiguous inputs,
-allocation) and launchers.inl (which kernels, how many blocks).
+allocation) and launchers.inl (which kernels, how many blocks). The checks
+are _registration.py's twins of csrc/op_common.cpp, run before anything is
+allocated or launched: a bad call raises the C++ op's error instead of
+letting a kernel read out of bounds.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import numpy as np
 import torch
 
 from . import nvrtc
-from ._registration import _check_float4d, _check_merge
+from ._registration import (_check_interp, _check_interp_backward, _check_merge, _check_merge_backward,
+                            _check_upsample_argmax)
 from .reference import MERGE_MODES
 
 _AVG, _MAX, _ATT = (MERGE_MODES[m] for m in ("avg", "max", "attention"))
-_SPATIAL = 1 << 24  # macros.h kMaxSpatial
 
 INTERP_ARGS = np.dtype([("planes", "<i8"), ("H", "<i4"), ("W", "<i4"), ("off", "<i4"), ("He", "<i4"),
                         ("We", "<i4"), ("Ho", "<i4"), ("Wo", "<i4")], align=True)
@@ -47,11 +50,8 @@ def _launch(t: torch.Tensor, name: str, n: int, *args):
 
 
 def _interp_struct(planes, H, W, pad_beg, pad_end, Ho, Wo):
-    if pad_beg > 0 or pad_end > 0:
-        raise ValueError(f"interp: pad_beg ({pad_beg}) and pad_end ({pad_end}) must be <= 0")
+    """op_common.cpp's InterpGeometry (the arguments are checked by the caller)."""
     he, we = H + pad_beg + pad_end, W + pad_beg + pad_end
-    if he <= 0 or we <= 0 or not (0 < Ho < _SPATIAL and 0 < Wo < _SPATIAL):
-        raise ValueError(f"interp: bad geometry: input {H}x{W}, pads ({pad_beg}, {pad_end}), output {Ho}x{Wo}")
     a = np.zeros((), INTERP_ARGS)
     for k, v in dict(planes=planes, H=H, W=W, off=-pad_beg, He=he, We=we, Ho=Ho, Wo=Wo).items():
         a[k] = v
@@ -59,7 +59,7 @@ def _interp_struct(planes, H, W, pad_beg, pad_end, Ho, Wo):
 
 
 def interp(x, size, pad_beg=0, pad_end=0):
-    _check_float4d(x, "interp", "x")
+    _check_interp(x, size, pad_beg, pad_end)
     x = x.contiguous()
     n, c = x.shape[:2]
     y = x.new_empty((n, c, size[0], size[1]))
@@ -70,7 +70,7 @@ def interp(x, size, pad_beg=0, pad_end=0):
 
 
 def interp_backward(grad, input_shape, pad_beg=0, pad_end=0):
-    _check_float4d(grad, "interp_backward", "grad")
+    _check_interp_backward(grad, input_shape, pad_beg, pad_end)
     grad = grad.contiguous()
     n, c, H, W = (int(v) for v in input_shape)
     gx = grad.new_empty((n, c, H, W))
@@ -81,11 +81,8 @@ def interp_backward(grad, input_shape, pad_beg=0, pad_end=0):
 
 
 def _merge_struct(scores, size, mode, gate, avg_weight):
+    """csrc/cuda/launch.h's MergeArgs (the arguments are checked by the caller)."""
     S = len(scores)
-    if S > nvrtc.max_scales():
-        raise ValueError(f"scale_merge: at most {nvrtc.max_scales()} scales, got {S}")
-    if avg_weight is not None and mode != "avg":
-        raise ValueError("scale_merge: avg_weight is only used with mode='avg'")
     a = np.zeros((), merge_args_dtype(nvrtc.max_scales()))
     a["mode"], a["S"], a["N"], a["C"], a["H"], a["W"] = MERGE_MODES[mode], S, *scores[0].shape[:2], *size
     for s, p in enumerate(scores):
@@ -100,7 +97,7 @@ def _contig(ts):
 
 
 def scale_merge(scores, size, mode, logits=None, gate=None, avg_weight=None):
-    _check_merge(scores, size, mode, logits, gate, "scale_merge")
+    _check_merge(scores, size, mode, logits, gate, avg_weight)
     *scores, logits, gate = _contig(list(scores) + [logits, gate])
     s0, (H, W), S = scores[0], size, len(scores)
     n, c = s0.shape[:2]
@@ -119,11 +116,12 @@ def scale_merge(scores, size, mode, logits=None, gate=None, avg_weight=None):
 
 
 def scale_merge_backward(grad, scores, mode, aux, gate=None, avg_weight=None):
+    _check_merge_backward(grad, scores, mode, aux, gate, avg_weight)
     size = (grad.shape[2], grad.shape[3])
-    _check_merge(scores, size, mode, aux if mode == "attention" else None, gate, "scale_merge_backward")
     *scores, grad, aux, gate = _contig(list(scores) + [grad, aux, gate])
     n, c = scores[0].shape[:2]
-    # The kernels write every element; with N or C == 0 nothing runs and the
+    # The kernels write every element (zeros where no output pixel reads it,
+    # e.g. for a grad of 0 rows); with N or C == 0 nothing runs and the
     # (logits) gradient is zero, as in ops_cuda.cpp.
     new = torch.zeros_like if n == 0 or c == 0 else torch.empty_like
     g_scores = [new(p) for p in scores]
@@ -143,7 +141,7 @@ def scale_merge_backward(grad, scores, mode, aux, gate=None, avg_weight=None):
 
 
 def upsample_argmax(scores, size, with_score=False):
-    _check_float4d(scores, "upsample_argmax", "scores")
+    _check_upsample_argmax(scores, size)
     x = scores.contiguous()
     n, c, h, w = x.shape
     labels = x.new_empty((n, size[0], size[1]), dtype=torch.long)

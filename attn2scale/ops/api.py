@@ -33,22 +33,48 @@ _device_support = {
 
 # CUDA tensors but no nvcc-built CUDA kernels (a pip install without a CUDA
 # toolkit): the same kernels compiled at run time through cupy's NVRTC, when
-# cupy is installed; otherwise the reason, for the fallback warning.
+# cupy is installed; otherwise the reason, for the fallback warning. Decided
+# by _select_nvrtc when the first CUDA tensor reaches _use_fused (or
+# nvrtc_kernels_active() is asked), not at import: the decision asks
+# torch.cuda.is_available() and may import cupy, which a CPU-only user should
+# not pay for, or have happen, on `import attn2scale`.
 _nvrtc_lib = None
-_nvrtc_why = "the extension failed to load"
-if _C is not None:
-    from . import nvrtc
+_nvrtc_decided = _C is None  # nothing to decide without the extension
+_nvrtc_why = "the extension failed to load" if _C is None else "not decided yet (no CUDA tensor has reached the ops)"
 
-    _use_nvrtc, _nvrtc_why = nvrtc.select(_device_support["CUDA"])
-    if _use_nvrtc:
-        from . import _nvrtc_ops
 
-        _nvrtc_lib = _nvrtc_ops.register()
+def _select_nvrtc() -> bool:
+    """Whether CUDA tensors run the NVRTC kernels; decided (and the kernels
+    registered) on the first call, cached afterwards."""
+    global _nvrtc_lib, _nvrtc_decided, _nvrtc_why
+    if not _nvrtc_decided:
+        from . import nvrtc
+
+        use, _nvrtc_why = nvrtc.select(_device_support["CUDA"])
+        if use:
+            from . import _nvrtc_ops
+
+            _nvrtc_lib = _nvrtc_ops.register()
+        _nvrtc_decided = True
+    return _nvrtc_lib is not None
+
+
+# Under torch.compile the first CUDA tensor may arrive while tracing: dynamo
+# then calls _select_nvrtc as plain Python and takes its (from then on fixed)
+# result as a constant, instead of tracing the cupy import and the op
+# registration, which it cannot. This is the mark that
+# torch.compiler.assume_constant_result sets; set here directly because the
+# decorator imports torch._dynamo, about a second at every `import attn2scale`.
+# tests/test_nvrtc_source.py holds the two together.
+_select_nvrtc._dynamo_marked_constant = True
 
 
 def nvrtc_kernels_active() -> bool:
-    """True when CUDA tensors run the runtime-compiled (cupy NVRTC) kernels."""
-    return _nvrtc_lib is not None
+    """True when CUDA tensors run the runtime-compiled (cupy NVRTC) kernels.
+    Asking decides it (see _select_nvrtc), as the first CUDA tensor would."""
+    return _select_nvrtc()
+
+
 # Set by use_reference(). _use_fused reads this module global on every call, so
 # torch.compile guards on its value: a function compiled under one setting is
 # recompiled, not reused, when called under the other.
@@ -101,7 +127,7 @@ def _use_fused(t: torch.Tensor) -> bool:
     key = {"cpu": "CPU", "cuda": "CUDA"}.get(t.device.type)
     if key is not None and _has_kernel(key):
         return True
-    if key == "CUDA" and _nvrtc_lib is not None:
+    if key == "CUDA" and _select_nvrtc():
         return True
     if t.device.type == "meta":  # shape propagation: the registered fake kernels answer, or the reference does
         return _C is not None

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from .reference import MERGE_MODES
+
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 ENTRY = "cuda/kernels.cuh"
 HALF_TYPES = "cuda/num_cuda.h"  # Num<__half>, Num<__nv_bfloat16>; needs cuda_fp16.h
@@ -100,7 +102,7 @@ def kernel_names(type_name: str) -> list:
     k = "a2s::kern::"
     names = [f"{k}{n}<{type_name}>" for n in ("interp_forward", "interp_backward", "softmax_scales_kernel",
                                                "upsample_argmax_kernel")]
-    for mode in range(3):  # kMergeAvg, kMergeMax, kMergeAttention
+    for mode in MERGE_MODES.values():  # the MergeMode codes (held against C++ in tests/test_ops_merge_modes.py)
         names += [f"{k}{n}<{type_name}, {mode}>" for n in ("merge_forward", "merge_backward_scores",
                                                            "merge_backward_pixels")]
     return names
@@ -135,6 +137,18 @@ def toolkit_include_dirs() -> list:
         cands += sorted(glob.glob(os.path.join(base, "nvidia", "cu*", "include")))
         cands += sorted(glob.glob(os.path.join(base, "nvidia", "cuda_runtime", "include")))
     return [d for d in dict.fromkeys(cands) if os.path.exists(os.path.join(d, "cuda_fp16.h"))]
+
+
+def compile_options(type_name: str, include_dirs=None) -> tuple:
+    """NVRTC options for one dtype: OPTIONS, then -I for every toolkit include
+    folder (default :func:`toolkit_include_dirs`), in that order. All of them,
+    not just the first: the first folder holding cuda_fp16.h need not hold every
+    header it includes (CUDA_HOME and the pip wheels may be different releases),
+    and NVRTC searches the -I folders in order."""
+    dirs = toolkit_include_dirs() if include_dirs is None else list(include_dirs)
+    if type_name in ("__half", "__nv_bfloat16") and not dirs:
+        raise RuntimeError(f"attn2scale: NVRTC kernels for {type_name} need cuda_fp16.h (CUDA_HOME or nvidia pip headers)")
+    return OPTIONS + tuple(f"-I{d}" for d in dirs)
 
 
 def select(compiled_cuda: bool, gpu=None, have_cupy=None) -> tuple:
@@ -177,8 +191,5 @@ def module(type_name: str):
     """The compiled kernels of one dtype (compiled on first use, cached by cupy on disk)."""
     cupy = require_cupy()
     half = type_name in ("__half", "__nv_bfloat16")
-    dirs = toolkit_include_dirs()
-    if half and not dirs:
-        raise RuntimeError(f"attn2scale: NVRTC kernels for {type_name} need cuda_fp16.h (CUDA_HOME or nvidia pip headers)")
-    opts = OPTIONS + tuple(f"-I{d}" for d in dirs[:1])
-    return cupy.RawModule(code=assemble_source(with_half=half), options=opts, name_expressions=kernel_names(type_name))
+    return cupy.RawModule(code=assemble_source(with_half=half), options=compile_options(type_name),
+                          name_expressions=kernel_names(type_name))
