@@ -9,6 +9,7 @@ run exit with status 1, and that the label tie tolerance is the documented one.
 
 import importlib.util
 import json
+import pytest
 import sys
 
 import torch
@@ -188,3 +189,36 @@ def test_bench_convert_builtin_largefov_prototxt_matches_the_model():
     net = CaffeNet(parse_net_text(mod._LARGEFOV_PROTOTXT), "TEST", device="meta")
     assert net.blob_shapes["fc8_voc12"] == (1, 21, 41, 41) and net.blob_shapes["pool5a"] == (1, 512, 41, 41)
     assert sum(p.numel() for p in net.parameters()) == 20_505_429  # = deeplab_largefov's count
+
+
+def _load_threads():
+    spec = importlib.util.spec_from_file_location("bench_threads", REPO / "tools" / "bench_threads.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_thread_scaling_tool_reports_every_pass(tmp_path):
+    """tools/bench_threads.py: one row per pass of each chosen case, times at both
+    thread counts, the speedup their ratio (per round, median), a verdict only
+    for the 2-thread target, and the JSON written whole."""
+    threads = _load_threads()
+    out = tmp_path / "t.json"
+    saved = torch.get_num_threads()
+    try:
+        rows = threads.main(["--tiny", "--threads", "2", "--rounds", "1", "--min-sample-ms", "1",
+                             "--cases", "merge_max_c21,upsample_argmax_c21", "--json", str(out),
+                             "--markdown", str(tmp_path / "t.md")], log=lambda *a: None)
+    finally:
+        torch.set_num_threads(saved)
+    assert [(r["case"], r["pass"]) for r in rows] == [
+        ("merge_max_c21", "fwd"), ("merge_max_c21", "fwd+bwd"), ("upsample_argmax_c21", "fwd")]
+    for r in rows:
+        assert r["one_ms"] > 0 and r["many_ms"] > 0
+        assert r["speedup"] == r["speedup_min"] == r["speedup_max"]  # one round: one ratio
+        assert r["verdict"] == ("PASS" if r["speedup"] >= threads.TARGET_SPEEDUP_2 else "MISS")
+    assert json.loads(out.read_text())["rows"] == rows
+    table = [ln for ln in (tmp_path / "t.md").read_text().splitlines() if ln.startswith("| merge") or ln.startswith("| upsample")]
+    assert len(table) == 3 and table[0].startswith("| merge_max_c21 | fwd |")
+    with pytest.raises(SystemExit, match="--threads must be >= 2"):
+        threads.main(["--tiny", "--threads", "1"], log=lambda *a: None)
