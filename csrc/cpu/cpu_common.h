@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>  // at::internal::GRAIN_SIZE
 
 #include <type_traits>
 #include <vector>
@@ -58,6 +59,25 @@ Footprints<Acc> make_footprints(int in, int out) {
   return f;
 }
 
+// A2S_CLONE_AVX2 marks a float row loop to be cloned for AVX2 with a
+// default (baseline) clone, the choice made by the dynamic loader (an ifunc)
+// from the CPU it runs on: so only where ifuncs exist (x86-64 glibc, GCC or
+// a clang that knows target_clones); elsewhere a plain function.
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define A2S_CLONE_AVX2 __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef A2S_CLONE_AVX2
+#define A2S_CLONE_AVX2
+#endif
+
+// One float row resized along x, dst[x] = l0[x] * src[i0[x]] + l1[x] *
+// src[i1[x]] (RowCache::fill's expression), in rows_cpu.cpp: cloned there
+// for AVX2, whose gathers the baseline build lacks; bitwise the same result.
+void resize_row_float(const float* src, float* dst, const int* i0, const int* i1, const float* l0,
+                      const float* l1, int W);
+
 // Rows of one input plane resized along x, for a block of output rows: the
 // separable form of bilinear_combine (x first, then y), which performs the
 // same products and sums in the same order as the 4-tap formula, so results
@@ -98,6 +118,8 @@ struct RowCache {
       Acc* __restrict dst = buf.data() + size_t(r - lo) * W;
       if (identity) {
         for (int x = 0; x < W; ++x) dst[x] = Num<T>::load(src[x]);
+      } else if constexpr (std::is_same<T, float>::value && std::is_same<Acc, float>::value) {
+        resize_row_float(src, dst, i0, i1, l0, l1, W);
       } else {
         for (int x = 0; x < W; ++x) dst[x] = l0[x] * Num<T>::load(src[i0[x]]) + l1[x] * Num<T>::load(src[i1[x]]);
       }

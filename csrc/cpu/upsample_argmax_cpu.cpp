@@ -6,6 +6,8 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <type_traits>
+
 #include "../op_common.h"
 #include "../scale_merge_math.h"
 #include "cpu_common.h"
@@ -30,6 +32,18 @@ inline void fold_class_row(int32_t ci, V v, Acc* __restrict best, int32_t* __res
     best[x] = take ? val : cur;
     arg[x] = take ? ci : arg[x];
   }
+}
+
+// The float blend-and-fold of one class row (the loop upsample_argmax spends
+// its time in), cloned for AVX2: the loader picks the clone the CPU supports,
+// so the default build stays baseline x86-64. Both clones perform the same
+// IEEE operations in the same order (the avx2 target enables no FMA, and the
+// build has -ffp-contract=off), so labels and scores are bitwise the same
+// whichever runs; only the vector width differs.
+A2S_CLONE_AVX2 void fold_blend_row_float(
+    int32_t ci, const float* __restrict r0, const float* __restrict r1, float l0, float l1, float* __restrict best,
+    int32_t* __restrict arg, int W) {
+  fold_class_row<float>(ci, [r0, r1, l0, l1](int i) { return l0 * r0[i] + l1 * r1[i]; }, best, arg, W);
 }
 
 template <typename T>
@@ -69,6 +83,8 @@ void upsample_argmax_kernel(const T* x, int64_t N, int64_t C, int h, int w, int 
           int32_t* ap = arg.data() + size_t(oy - y0) * Wn;
           if (identity) {
             fold_class_row<Acc>(ci, [r0](int i) { return r0[i]; }, bp, ap, Wn);
+          } else if constexpr (std::is_same<Acc, float>::value) {
+            fold_blend_row_float(ci, r0, r1, l0, l1, bp, ap, Wn);
           } else {
             fold_class_row<Acc>(ci, [r0, r1, l0, l1](int i) { return l0 * r0[i] + l1 * r1[i]; }, bp, ap, Wn);
           }
