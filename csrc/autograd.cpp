@@ -165,9 +165,48 @@ at::Tensor interp_backward_autograd(const at::Tensor& grad, c10::SymIntArrayRef 
 
 // ---- scale_merge / scale_merge_backward ---------------------------------------
 
-// Saved tensors of a scale_merge node: aux, gate (undefined without one),
-// then the S score maps.
-constexpr size_t kSavedAux = 0, kSavedGate = 1, kSavedScores = 2;
+// Saved tensors of a scale_merge node: aux, gate and logits (undefined
+// without them), then the S score maps. The logits are kept only as the
+// anchor of a second derivative (see ScaleMergeFunction::backward).
+constexpr size_t kSavedAux = 0, kSavedGate = 1, kSavedLogits = 2, kSavedScores = 3;
+
+constexpr const char* kMergeDoubleBackwardRefusal =
+    "attn2scale::scale_merge_backward is not differentiable (double backward through scale_merge is not "
+    "implemented); use attn2scale.ops.reference.scale_merge if you need higher-order gradients";
+
+// Records a node only so that differentiating the gradients of scale_merge
+// again fails, with a message that names the differentiable reference op.
+struct ScaleMergeBackwardFunction : public torch::autograd::Function<ScaleMergeBackwardFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& grad, at::TensorList scores,
+                               c10::string_view mode, const at::Tensor& aux, const std::optional<at::Tensor>& gate,
+                               std::optional<double> avg_weight, const std::optional<at::Tensor>& logits_anchor) {
+    (void)logits_anchor;  // an input of the node only (nullopt when not needed)
+    at::AutoDispatchBelowADInplaceOrView below;
+    auto [g_scores, g_logits, g_gate] = merge_backward_op().call(grad, scores, mode, aux, gate, avg_weight);
+    ctx->set_materialize_grads(false);  // backward only refuses
+    variable_list outs;
+    outs.reserve(g_scores.size() + 2);
+    for (auto& g : g_scores) outs.push_back(std::move(g));
+    outs.push_back(std::move(g_logits));
+    outs.push_back(std::move(g_gate));
+    return outs;
+  }
+
+  static variable_list backward(AutogradContext*, variable_list) {
+    TORCH_CHECK(false, kMergeDoubleBackwardRefusal);
+    return {};
+  }
+};
+
+// The refusing node's outputs as the op returns them: S score gradients,
+// then the logits' and the gate's.
+std::tuple<std::vector<at::Tensor>, at::Tensor, at::Tensor> split_merge_grads(variable_list outs) {
+  const size_t S = outs.size() - 2;
+  std::vector<at::Tensor> g_scores(std::make_move_iterator(outs.begin()),
+                                   std::make_move_iterator(outs.begin() + S));
+  return {std::move(g_scores), std::move(outs[S]), std::move(outs[S + 1])};
+}
+
 
 // The node's only output is `out`. aux, never differentiable, leaves forward
 // through aux_out instead of being an output marked non-differentiable: it
@@ -188,6 +227,7 @@ struct ScaleMergeFunction : public torch::autograd::Function<ScaleMergeFunction>
     saved.reserve(kSavedScores + scores.size());
     saved.push_back(aux);
     saved.push_back(gate.has_value() ? *gate : at::Tensor());
+    saved.push_back(logits.has_value() ? *logits : at::Tensor());
     saved.insert(saved.end(), scores.begin(), scores.end());
     ctx->save_for_backward(std::move(saved));
     ctx->saved_data[kMode] = std::string(mode);
@@ -201,10 +241,26 @@ struct ScaleMergeFunction : public torch::autograd::Function<ScaleMergeFunction>
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor& gate = saved[kSavedGate];
-    auto [g_scores, g_logits, g_gate] = merge_backward_op().call(
-        grads[0], at::TensorList(saved).slice(kSavedScores), ctx->saved_data[kMode].toStringRef(),
-        saved[kSavedAux], gate.defined() ? std::optional<at::Tensor>(gate) : std::nullopt,
-        ctx->saved_data[kAvgWeight].toOptional<double>());
+    const at::Tensor& logits = saved[kSavedLogits];
+    const at::TensorList scores = at::TensorList(saved).slice(kSavedScores);
+    const std::optional<at::Tensor> gate_opt = gate.defined() ? std::optional<at::Tensor>(gate) : std::nullopt;
+    const std::string& mode = ctx->saved_data[kMode].toStringRef();
+    const std::optional<double> avg_weight = ctx->saved_data[kAvgWeight].toOptional<double>();
+    std::vector<at::Tensor> g_scores;
+    at::Tensor g_logits, g_gate;
+    if (at::GradMode::is_enabled() && logits.defined() && logits.requires_grad()) {
+      // create_graph with logits that need a gradient: every gradient here
+      // depends on them through aux, which the backward op takes as plain
+      // data, so a second derivative would silently miss that path. The
+      // refusing node is recorded with the logits as one more input, so a
+      // second derivative reaching them fails with the refusal instead.
+      std::tie(g_scores, g_logits, g_gate) =
+          split_merge_grads(ScaleMergeBackwardFunction::apply(grads[0], scores, mode, saved[kSavedAux], gate_opt,
+                                                              avg_weight, std::optional<at::Tensor>(logits)));
+    } else {
+      std::tie(g_scores, g_logits, g_gate) =
+          merge_backward_op().call(grads[0], scores, mode, saved[kSavedAux], gate_opt, avg_weight);
+    }
     // One entry per forward argument, a list counting one per tensor:
     // scores..., size, mode, logits, gate, avg_weight, aux_out.
     variable_list result;
@@ -217,33 +273,6 @@ struct ScaleMergeFunction : public torch::autograd::Function<ScaleMergeFunction>
     result.emplace_back();  // avg_weight
     result.emplace_back();  // aux_out
     return result;
-  }
-};
-
-constexpr const char* kMergeDoubleBackwardRefusal =
-    "attn2scale::scale_merge_backward is not differentiable (double backward through scale_merge is not "
-    "implemented); use attn2scale.ops.reference.scale_merge if you need higher-order gradients";
-
-// Records a node only so that differentiating the gradients of scale_merge
-// again fails, with a message that names the differentiable reference op.
-struct ScaleMergeBackwardFunction : public torch::autograd::Function<ScaleMergeBackwardFunction> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& grad, at::TensorList scores,
-                               c10::string_view mode, const at::Tensor& aux, const std::optional<at::Tensor>& gate,
-                               std::optional<double> avg_weight) {
-    at::AutoDispatchBelowADInplaceOrView below;
-    auto [g_scores, g_logits, g_gate] = merge_backward_op().call(grad, scores, mode, aux, gate, avg_weight);
-    ctx->set_materialize_grads(false);  // backward only refuses
-    variable_list outs;
-    outs.reserve(g_scores.size() + 2);
-    for (auto& g : g_scores) outs.push_back(std::move(g));
-    outs.push_back(std::move(g_logits));
-    outs.push_back(std::move(g_gate));
-    return outs;
-  }
-
-  static variable_list backward(AutogradContext*, variable_list) {
-    TORCH_CHECK(false, kMergeDoubleBackwardRefusal);
-    return {};
   }
 };
 
@@ -268,11 +297,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor, at::Tensor> scale_merge_backward
     at::AutoDispatchBelowADInplaceOrView below;
     return merge_backward_op().call(grad, scores, mode, aux, gate, avg_weight);
   }
-  variable_list outs = ScaleMergeBackwardFunction::apply(grad, scores, mode, aux, gate, avg_weight);
-  const size_t S = outs.size() - 2;
-  std::vector<at::Tensor> g_scores(std::make_move_iterator(outs.begin()),
-                                   std::make_move_iterator(outs.begin() + S));
-  return {std::move(g_scores), std::move(outs[S]), std::move(outs[S + 1])};
+  return split_merge_grads(ScaleMergeBackwardFunction::apply(grad, scores, mode, aux, gate, avg_weight, std::nullopt));
 }
 
 // ---- upsample_argmax -------------------------------------------------------------

@@ -205,20 +205,29 @@ def test_thread_scaling_tool_reports_every_pass(tmp_path):
     threads = _load_threads()
     out = tmp_path / "t.json"
     saved = torch.get_num_threads()
-    try:
-        rows = threads.main(["--tiny", "--threads", "2", "--rounds", "1", "--min-sample-ms", "1",
-                             "--cases", "merge_max_c21,upsample_argmax_c21", "--json", str(out),
-                             "--markdown", str(tmp_path / "t.md")], log=lambda *a: None)
-    finally:
-        torch.set_num_threads(saved)
+    rows = threads.main(["--tiny", "--threads", "2", "--rounds", "1", "--min-sample-ms", "1",
+                         "--cases", "merge_max_c21,upsample_argmax_c21", "--json", str(out),
+                         "--markdown", str(tmp_path / "t.md")], log=lambda *a: None)
+    torch.set_num_threads(1)  # a thread count main() did not end on, to see it restore the caller's
+    threads.main(["--tiny", "--threads", "2", "--rounds", "1", "--min-sample-ms", "1", "--cases", "interp_train"],
+                 log=lambda *a: None)
+    restored = torch.get_num_threads()
+    torch.set_num_threads(saved)
+    assert restored == 1
     assert [(r["case"], r["pass"]) for r in rows] == [
         ("merge_max_c21", "fwd"), ("merge_max_c21", "fwd+bwd"), ("upsample_argmax_c21", "fwd")]
     for r in rows:
         assert r["one_ms"] > 0 and r["many_ms"] > 0
-        assert r["speedup"] == r["speedup_min"] == r["speedup_max"]  # one round: one ratio
+        # one round: one ratio, the 1-thread time over the N-thread time
+        assert r["speedup"] == r["speedup_min"] == r["speedup_max"]
+        assert abs(r["speedup"] - r["one_ms"] / r["many_ms"]) <= 1e-9 * r["speedup"]
         assert r["verdict"] == ("PASS" if r["speedup"] >= threads.TARGET_SPEEDUP_2 else "MISS")
     assert json.loads(out.read_text())["rows"] == rows
     table = [ln for ln in (tmp_path / "t.md").read_text().splitlines() if ln.startswith("| merge") or ln.startswith("| upsample")]
     assert len(table) == 3 and table[0].startswith("| merge_max_c21 | fwd |")
     with pytest.raises(SystemExit, match="--threads must be >= 2"):
         threads.main(["--tiny", "--threads", "1"], log=lambda *a: None)
+    with pytest.raises(SystemExit, match="--rounds must be >= 1"):
+        threads.main(["--tiny", "--rounds", "0"], log=lambda *a: None)
+    with ops.use_reference(), pytest.raises(SystemExit, match="nothing fused to time"):
+        threads.main(["--tiny"], log=lambda *a: None)

@@ -129,8 +129,13 @@ def test_cpu_softmax_weights_bitwise(lib, dtype):
     rng = np.random.default_rng(3)
     n, S, H, W = 3, 4, 37, 29  # H * W = 1073: several 256-pixel blocks and a ragged last one
     logits = rng.normal(0, 3, (n, S, H, W)).astype(np.float32)
-    logits[0, :, 0, :8] = [[0, 150, -150, np.inf, -np.inf, np.nan, 1e30, -1e30]] * S
-    logits[1, 2, 5, :] = -200.0
+    special = [150, -150, np.inf, -np.inf, np.nan, 1e30, -1e30, -103.9, -104.1, 88.9, 89.1, 0.0]
+    for s in range(S):  # each special value in one scale at a time, the others ordinary
+        logits[0, s, s, : len(special)] = special
+    logits[0, :, 20, :8] = [[0, 150, -150, np.inf, -np.inf, np.nan, 1e30, -1e30]] * S  # and in every scale
+    logits[1, 2, 5, :] = -200.0  # exp underflows to 0 (the clamp at -104)
+    logits[1, 0, 6, :] = -103.95  # next to the clamp from both sides of the max
+    logits[1, 1, 6, :] = 0.1
     logits[2, 1, 7, 3] = np.nan
     tdt = getattr(torch, dtype)
     t = torch.from_numpy(logits).to(tdt)

@@ -160,6 +160,27 @@ def test_scale_merge_double_backward_is_refused(mode, device):
             gradgradcheck(fn, tuple(ins), eps=1e-6, atol=1e-8, rtol=1e-7)
 
 
+def test_scale_merge_second_derivative_through_the_logits_is_refused(device):
+    """Only the logits need a gradient (the score maps are constants): the
+    first gradient depends on the logits through the attention weights, so a
+    second derivative must be refused, not come back silently missing that
+    path (the gradient penalty below would otherwise differ from the
+    reference's)."""
+    scores, logits, _ = merge_gc_inputs("attention", False, 0, (5, 4), device)
+    logits.requires_grad_(True)
+    out = ops.scale_merge(scores, (5, 4), "attention", logits=logits)
+    (g_logits,) = torch.autograd.grad(out.square().sum(), logits, create_graph=True)
+    assert g_logits.requires_grad
+    with pytest.raises(RuntimeError, match=DOUBLE_BACKWARD_REFUSAL):
+        torch.autograd.grad(g_logits.square().sum(), logits)
+    # without create_graph nothing is recorded and the first gradient is the reference's
+    ref_logits = logits.detach().clone().requires_grad_(True)
+    ref = R.scale_merge(scores, (5, 4), "attention", ref_logits, None, None)[0]
+    (want,) = torch.autograd.grad(ref.square().sum(), ref_logits)
+    (got,) = torch.autograd.grad(ops.scale_merge(scores, (5, 4), "attention", logits=logits).square().sum(), logits)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_upsample_argmax_raw_op_is_not_silently_differentiable(device):
     # The raw op marks its outputs non-differentiable: using the score in a
     # loss is refused instead of silently giving no gradient.

@@ -29,7 +29,10 @@ _TOOLS = Path(__file__).resolve().parent
 if str(_TOOLS) not in sys.path:  # loaded by path (the tests) rather than run as a script
     sys.path.insert(0, str(_TOOLS))
 
-from kernel_bench.cases import build_cases, make_callable, prepare_args  # noqa: E402
+from kernel_bench.cases import make_callable, prepare_args  # noqa: E402
+from kernel_bench.runner import select_cases  # noqa: E402
+
+from attn2scale import ops  # noqa: E402
 
 TARGET_SPEEDUP_2 = 1.8  # issue 13: 2 threads >= 1.8x 1 thread
 
@@ -52,11 +55,11 @@ def scaling_row(case, pass_name: str, threads: int, rounds: int, min_s: float) -
     for n_threads in (1, threads):  # warm both thread pools up
         torch.set_num_threads(n_threads)
         _sample(call, min_s)
-    for _ in range(rounds):
-        torch.set_num_threads(1)
-        one.append(_sample(call, min_s))
-        torch.set_num_threads(threads)
-        many.append(_sample(call, min_s))
+    for i in range(rounds):
+        # which thread count goes first alternates, so drift within a round evens out
+        for n_threads in ((1, threads) if i % 2 == 0 else (threads, 1)):
+            torch.set_num_threads(n_threads)
+            (one if n_threads == 1 else many).append(_sample(call, min_s))
     speedups = [a / b for a, b in zip(one, many)]
     row = {"case": case.name, "pass": pass_name, "threads": threads,
            "one_ms": statistics.median(one) * 1e3, "many_ms": statistics.median(many) * 1e3,
@@ -66,6 +69,17 @@ def scaling_row(case, pass_name: str, threads: int, rounds: int, min_s: float) -
     return row
 
 
+def cpu_steal_s() -> Optional[float]:
+    """CPU time the hypervisor took from this VM's CPUs so far (Linux /proc/stat
+    'steal', seconds), or None where there is no such counter."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _write_atomic(path: str, text: str) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -73,12 +87,15 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def markdown(rows: List[dict], threads: int, load_start: float, load_end: float, command: str) -> str:
+def markdown(rows: List[dict], threads: int, load_start: float, load_end: float, command: str,
+             steal: Optional[float]) -> str:
     lines = [f"# Thread scaling of the fused CPU ops (1 vs {threads} threads)", "",
              f"`{command}`; {os.cpu_count()} cores, torch {torch.__version__}, load average {load_start:.2f} "
              f"at the start and {load_end:.2f} at the end (this run included). Speedup: 1-thread time over "
              f"{threads}-thread time per round (rounds alternate the thread counts), median and range over the "
-             f"rounds. Target (issue 13): >= {TARGET_SPEEDUP_2}x with 2 threads.", "",
+             f"rounds. Target (issue 13): >= {TARGET_SPEEDUP_2}x with 2 threads. "
+             + ("" if steal is None else f"CPU time stolen by the hypervisor during the run: {steal:.2f} s "
+                "(/proc/stat; a run with steal measures the host's load, not the kernels' scaling)."), "",
              f"| case | pass | 1 thread ms | {threads} threads ms | speedup | range | verdict |",
              "|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
@@ -103,14 +120,21 @@ def main(argv: Optional[Sequence[str]] = None, log=print) -> List[dict]:
     cfg = parse_args(argv)
     if cfg.threads < 2:
         raise SystemExit(f"--threads must be >= 2 to measure scaling, got {cfg.threads}")
-    cases = build_cases(tiny=cfg.tiny)
-    if cfg.cases:
-        wanted = set(cfg.cases.split(","))
-        unknown = wanted - {c.name for c in cases}
-        if unknown:
-            raise SystemExit(f"unknown case(s): {sorted(unknown)}")
-        cases = [c for c in cases if c.name in wanted]
-    load = os.getloadavg()[0]
+    if cfg.rounds < 1:
+        raise SystemExit(f"--rounds must be >= 1, got {cfg.rounds}")
+    if not ops.extension_available() or ops.reference_forced():
+        raise SystemExit("the compiled kernels are not in use (extension not loaded, or use_reference() active): "
+                         "there is nothing fused to time")
+    saved_threads = torch.get_num_threads()
+    try:
+        return _run(cfg, argv, log)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _run(cfg: argparse.Namespace, argv: Optional[Sequence[str]], log) -> List[dict]:
+    cases = select_cases(cfg)
+    load, steal0 = os.getloadavg()[0], cpu_steal_s()
     log(f"{os.cpu_count()} cores, 1 vs {cfg.threads} threads, {cfg.rounds} rounds, load average {load:.2f}")
     log(f"{'case':22} {'pass':8} {'1 thr ms':>9} {f'{cfg.threads} thr ms':>9} {'speedup':>8} {'range':>12}  verdict")
     rows = []
@@ -120,13 +144,16 @@ def main(argv: Optional[Sequence[str]] = None, log=print) -> List[dict]:
             rows.append(r)
             log(f"{r['case']:22} {r['pass']:8} {r['one_ms']:9.3f} {r['many_ms']:9.3f} {r['speedup']:7.2f}x "
                 f"{r['speedup_min']:5.2f}-{r['speedup_max']:4.2f}x  {r.get('verdict', '-')}")
-    load_end = os.getloadavg()[0]
-    log(f"load average at the end {load_end:.2f} (this run included)")
+    load_end, steal1 = os.getloadavg()[0], cpu_steal_s()
+    steal = None if steal0 is None or steal1 is None else steal1 - steal0
+    log(f"load average at the end {load_end:.2f} (this run included)"
+        + ("" if steal is None else f"; CPU time stolen by the hypervisor during the run {steal:.2f} s"))
     if cfg.json:
-        _write_atomic(cfg.json, json.dumps({"load_start": load, "load_end": load_end, "rows": rows}, indent=1))
+        _write_atomic(cfg.json, json.dumps({"load_start": load, "load_end": load_end, "steal_s": steal, "rows": rows},
+                                           indent=1))
     if cfg.markdown:
         command = "python tools/bench_threads.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        _write_atomic(cfg.markdown, markdown(rows, cfg.threads, load, load_end, command.strip()))
+        _write_atomic(cfg.markdown, markdown(rows, cfg.threads, load, load_end, command.strip(), steal))
     return rows
 
 

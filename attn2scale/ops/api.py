@@ -4,6 +4,7 @@ choice between the compiled kernels and the pure-PyTorch reference."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from typing import Optional, Sequence, Tuple, Union
 
@@ -43,19 +44,34 @@ _nvrtc_decided = _C is None  # nothing to decide without the extension
 _nvrtc_why = "the extension failed to load" if _C is None else "not decided yet (no CUDA tensor has reached the ops)"
 
 
+_nvrtc_lock = threading.Lock()
+
+
 def _select_nvrtc() -> bool:
     """Whether CUDA tensors run the NVRTC kernels; decided (and the kernels
-    registered) on the first call, cached afterwards."""
+    registered) on the first call, cached afterwards. Under a lock, since
+    threads (DataParallel replicas) may bring their first CUDA tensors at
+    once and the kernels can be registered only once; decided even when the
+    registration fails, which then says why in the fallback warning instead
+    of being retried (and failing) on every call."""
     global _nvrtc_lib, _nvrtc_decided, _nvrtc_why
-    if not _nvrtc_decided:
-        from . import nvrtc
+    if _nvrtc_decided:
+        return _nvrtc_lib is not None
+    with _nvrtc_lock:
+        if not _nvrtc_decided:
+            try:
+                from . import nvrtc
 
-        use, _nvrtc_why = nvrtc.select(_device_support["CUDA"])
-        if use:
-            from . import _nvrtc_ops
+                use, _nvrtc_why = nvrtc.select(_device_support["CUDA"])
+                if use:
+                    from . import _nvrtc_ops
 
-            _nvrtc_lib = _nvrtc_ops.register()
-        _nvrtc_decided = True
+                    _nvrtc_lib = _nvrtc_ops.register()
+            except Exception as exc:  # noqa: BLE001 - reported by the fallback warning
+                _nvrtc_lib = None
+                _nvrtc_why = f"registering the NVRTC kernels failed ({type(exc).__name__}: {exc})"
+            finally:
+                _nvrtc_decided = True
     return _nvrtc_lib is not None
 
 

@@ -114,7 +114,9 @@ def _floors(rows: List[dict], copy_gbps: float) -> None:
         row["fused_over_floor"] = row["fused"]["median_s"] / row["floor_s"]
 
 
-def _select_cases(cfg) -> List[Case]:
+def select_cases(cfg) -> List[Case]:
+    """The cases cfg.cases names (comma-separated; all by default), tiny shapes with cfg.tiny;
+    an unknown name stops the run. Shared with bench_threads.py."""
     cases = build_cases(tiny=cfg.tiny)
     if cfg.cases:
         wanted = set(cfg.cases.split(","))
@@ -176,7 +178,7 @@ def main(argv: Optional[Sequence[str]] = None, log=print, description: str = "",
     notes = _fallback_notes(device, machine)
     for n in notes:
         log(f"WARNING: {n}")
-    cases = _select_cases(cfg)
+    cases = select_cases(cfg)
     if case_hook is not None:
         cases = [case_hook(c) for c in cases]
     copy_start = _copy_bw(device, cfg.tiny)
