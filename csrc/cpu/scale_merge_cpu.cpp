@@ -5,10 +5,58 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
 #include "scale_merge_cpu.h"
 
 namespace a2s {
 namespace {
+
+// softmax_scales (scale_merge_math.h) for kSoftmaxBlock pixels at once, in
+// float: the same operations per pixel in the same order (running max over
+// the scales, exp of the difference, sum in scale order, one division), so
+// the weights are bitwise softmax_scales'; the exp is exp_portable's
+// clamp / core / NaN steps as separate loops, which vectorise.
+constexpr int kSoftmaxBlock = 256;
+
+struct SoftmaxScratch {
+  std::vector<float> m, sum, x, e;  // kSoftmaxBlock each; e holds S rows
+  explicit SoftmaxScratch(int S)
+      : m(kSoftmaxBlock), sum(kSoftmaxBlock), x(kSoftmaxBlock), e(size_t(S) * kSoftmaxBlock) {}
+};
+
+// logits, wts: pixel 0 of scale 0 of the block; scale s is stride further.
+template <typename T>
+void softmax_float_block(const T* logits, T* wts, int64_t stride, int S, int len, SoftmaxScratch& sc) {
+  float* __restrict m = sc.m.data();
+  float* __restrict sum = sc.sum.data();
+  float* __restrict x = sc.x.data();
+  for (int i = 0; i < len; ++i) m[i] = Num<T>::load(logits[i]);
+  for (int s = 1; s < S; ++s) {
+    const T* __restrict ls = logits + s * stride;
+    for (int i = 0; i < len; ++i) {
+      const float v = Num<T>::load(ls[i]);
+      m[i] = v > m[i] ? v : m[i];
+    }
+  }
+  for (int i = 0; i < len; ++i) sum[i] = 0.0f;
+  for (int s = 0; s < S; ++s) {
+    const T* __restrict ls = logits + s * stride;
+    float* __restrict es = sc.e.data() + size_t(s) * kSoftmaxBlock;
+    for (int i = 0; i < len; ++i) x[i] = Num<T>::load(ls[i]) - m[i];
+    for (int i = 0; i < len; ++i) es[i] = exp_float_arg(x[i]);
+    for (int i = 0; i < len; ++i) es[i] = exp_float_clamped(es[i]);
+    for (int i = 0; i < len; ++i) es[i] = x[i] != x[i] ? x[i] : es[i];  // exp_portable's NaN
+    for (int i = 0; i < len; ++i) sum[i] += es[i];
+  }
+  for (int s = 0; s < S; ++s) {
+    const float* __restrict es = sc.e.data() + size_t(s) * kSoftmaxBlock;
+    T* __restrict ws = wts + s * stride;
+    for (int i = 0; i < len; ++i) ws[i] = Num<T>::store(es[i] / sum[i]);
+  }
+}
 
 // Softmax over the scales of every pixel; the weights are stored (the
 // backward reuses them) and read back by the merge. Double runs

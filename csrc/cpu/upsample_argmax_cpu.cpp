@@ -34,12 +34,9 @@ inline void fold_class_row(int32_t ci, V v, Acc* __restrict best, int32_t* __res
   }
 }
 
-// The float blend-and-fold of one class row (the loop upsample_argmax spends
-// its time in), cloned for AVX2: the loader picks the clone the CPU supports,
-// so the default build stays baseline x86-64. Both clones perform the same
-// IEEE operations in the same order (the avx2 target enables no FMA, and the
-// build has -ffp-contract=off), so labels and scores are bitwise the same
-// whichever runs; only the vector width differs.
+// The float blend-and-fold of one class row, the loop upsample_argmax spends
+// its time in, cloned for AVX2 (A2S_CLONE_AVX2, cpu_common.h; bitwise the
+// same whichever clone runs, see rows_cpu.cpp).
 A2S_CLONE_AVX2 void fold_blend_row_float(
     int32_t ci, const float* __restrict r0, const float* __restrict r1, float l0, float l1, float* __restrict best,
     int32_t* __restrict arg, int W) {
